@@ -1,0 +1,82 @@
+"""Quickstart: a five-step ML pipeline on scikit-learn's bundled breast-cancer data.
+
+    ingest -> featurize -> train -> evaluate -> report
+
+Run it with `lockgate run pipelines.py:nightly -p day=2026-11-24` (or `make demo`
+from the repository root). Nothing is downloaded: the data ships with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+import lockgate as lg
+
+
+def _seed(day: str) -> int:
+    return int(hashlib.sha256(day.encode()).hexdigest()[:8], 16)
+
+
+@lg.task(retries=2, retry_delay=0.5)
+def ingest(day: str) -> np.ndarray:
+    """Load the day's snapshot: features and label in one array (label last)."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    table = np.column_stack([data.data, data.target]).astype(np.float64)
+    rng = np.random.default_rng(_seed(day))
+    lg.current().logger.info("ingested %d rows for %s", len(table), day)
+    return table[rng.permutation(len(table))]
+
+
+@lg.task
+def featurize(table: np.ndarray, holdout: float) -> dict:
+    """Standardize features with training statistics and split off a holdout set."""
+    cut = int(len(table) * (1 - holdout))
+    x, y = table[:, :-1], table[:, -1].astype(int)
+    mean, std = x[:cut].mean(axis=0), x[:cut].std(axis=0) + 1e-9
+    x = (x - mean) / std
+    return {"x_train": x[:cut], "y_train": y[:cut], "x_test": x[cut:], "y_test": y[cut:]}
+
+
+@lg.task
+def train(features: dict, c: float):
+    """Fit a logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=1000)
+    return model.fit(features["x_train"], features["y_train"])
+
+
+@lg.task
+def evaluate(model, features: dict) -> dict:
+    """Score the model on the holdout set."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    proba = model.predict_proba(features["x_test"])[:, 1]
+    return {
+        "accuracy": float(accuracy_score(features["y_test"], proba >= 0.5)),
+        "roc_auc": float(roc_auc_score(features["y_test"], proba)),
+        "holdout_rows": len(features["y_test"]),
+    }
+
+
+@lg.task
+def report(metrics: dict, day: str) -> str:
+    """A one-paragraph summary for the team channel."""
+    return (
+        f"nightly model for {day}: accuracy {metrics['accuracy']:.3f}, "
+        f"ROC AUC {metrics['roc_auc']:.3f} on {metrics['holdout_rows']} holdout rows"
+    )
+
+
+@lg.pipeline
+def nightly(day: str = "2026-11-25", c: float = 1.0, holdout: float = 0.25):
+    """Ingest, featurize, train, evaluate and report."""
+    table = ingest(day)
+    features = featurize(table, holdout)
+    model = train(features, c=c)
+    metrics = evaluate(model, features)
+    return report(metrics, day)

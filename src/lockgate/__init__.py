@@ -1,0 +1,57 @@
+"""lockgate: dependency-aware, retry-safe, observable ML pipelines.
+
+    import lockgate as lg
+
+    @lg.task(retries=2)
+    def ingest(day: str) -> list[dict]: ...
+
+    @lg.pipeline
+    def nightly(day: str = "2026-11-25"):
+        return ingest(day)
+
+    result = lg.run(nightly, params={"day": "2026-11-24"})
+
+This module is the public surface (pinned by a test). Everything else is
+internal and may change; import from `lockgate`, `lockgate.errors` and
+`lockgate.testing` only.
+"""
+
+from __future__ import annotations
+
+from lockgate import errors
+from lockgate.model.context import TaskContext, current
+from lockgate.model.graph import Graph, Node
+from lockgate.model.pipeline import Pipeline, pipeline
+from lockgate.model.policy import CachePolicy, RetryPolicy
+from lockgate.model.states import AttemptState, RunState, TaskState
+from lockgate.model.task import Task, task
+from lockgate.ports.artifacts import ArtifactRef
+from lockgate.service.compose import Workspace
+from lockgate.service.config import Settings
+from lockgate.service.runs import NodeResult, RunResult, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactRef",
+    "AttemptState",
+    "CachePolicy",
+    "Graph",
+    "Node",
+    "NodeResult",
+    "Pipeline",
+    "RetryPolicy",
+    "RunResult",
+    "RunState",
+    "Settings",
+    "Task",
+    "TaskContext",
+    "TaskState",
+    "Workspace",
+    "__version__",
+    "current",
+    "errors",
+    "pipeline",
+    "run",
+    "task",
+]

@@ -1,0 +1,1 @@
+"""The command line: parses, calls services, prints with Rich. Errors render in `main.py`."""

@@ -1,0 +1,115 @@
+"""Rich renderings of runs and artifacts for the terminal."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from lockgate.cli.progress import styled
+from lockgate.ports.metadata import ArtifactRecord, RunRecord
+
+
+def _ago(ts: float) -> str:
+    seconds = max(0.0, time.time() - ts)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _secs(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}s"
+
+
+def runs_table(records: list[RunRecord]) -> Table | Text:
+    """A table of runs."""
+    if not records:
+        return Text("no runs yet; start one with `lockgate run PATH:PIPELINE`", style="dim")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("run", "pipeline", "status", "trigger", "created", "duration", "git"):
+        table.add_column(column)
+    for r in records:
+        duration = _secs(r.finished_at - r.created_at) if r.finished_at else ""
+        table.add_row(r.id, r.pipeline, styled(r.status.value), r.trigger, _ago(r.created_at),
+                      duration, (r.git_sha or "")[:10] + ("*" if r.git_dirty else ""))
+    return table
+
+
+def _node_label(node: dict[str, Any]) -> Text:
+    label = Text(node["id"] + (f"[{node['map_index']}]" if node["map_index"] is not None else ""),
+                 style="bold")
+    label.append("  ")
+    label.append_text(styled(node["state"]))
+    if node["attempt_count"]:
+        label.append(f"  attempts {node['attempt_count']}", style="dim")
+    if node["attempts"]:
+        last = node["attempts"][-1]
+        label.append(f"  {_secs(last['duration_s'])}", style="dim")
+        if last["queue_time_s"] is not None:
+            label.append(f"  queued {_secs(last['queue_time_s'])}", style="dim")
+    if node["error"] and node["state"] in ("failed", "skipped"):
+        label.append(f"  {node['error']}", style="red" if node["state"] == "failed" else "magenta")
+    return label
+
+
+def run_tree(details: dict[str, Any]) -> Group:
+    """A run header and a tree of nodes, map items and attempts."""
+    run = details["run"]
+    header = Table.grid(padding=(0, 2))
+    header.add_row("run", Text(run["run_id"], style="bold"))
+    header.add_row("pipeline", f"{run['pipeline']}  version {run['pipeline_version'][:12]}")
+    header.add_row("status", styled(run["status"]))
+    header.add_row("trigger", run["trigger"])
+    header.add_row("params", ", ".join(f"{k}={v!r}" for k, v in run["params"].items()) or "-")
+    if run["git_sha"]:
+        header.add_row("git", run["git_sha"] + (" (dirty)" if run["git_dirty"] else ""))
+    header.add_row("created", run["created_at"] or "")
+    header.add_row("duration", _secs(run["duration_s"]) or "running")
+    if run["error"]:
+        header.add_row("error", Text(run["error"], style="red"))
+    tree = Tree("nodes")
+    branches: dict[str, Tree] = {}
+    for node in details["nodes"]:
+        parent = branches.get(node["id"]) if node["map_index"] is not None else None
+        branch = (parent or tree).add(_node_label(node))
+        if node["map_index"] is None:
+            branches[node["id"]] = branch
+        if len(node["attempts"]) > 1 or any(a["error"] for a in node["attempts"]):
+            for attempt in node["attempts"]:
+                line = Text(f"attempt {attempt['number']} ")
+                line.append_text(styled(attempt["state"]))
+                line.append(f"  {_secs(attempt['duration_s'])}", style="dim")
+                if attempt["error"]:
+                    line.append(f"  {attempt['error']}", style="red")
+                branch.add(line)
+    return Group(header, tree)
+
+
+def artifacts_table(records: list[ArtifactRecord]) -> Table | Text:
+    """A table of artifacts."""
+    if not records:
+        return Text("no artifacts yet", style="dim")
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("sha256", "serializer", "type", "size", "stored", "created"):
+        table.add_column(column)
+    for record in records:
+        ref = record.ref
+        table.add_row(ref.sha256[:16], ref.serializer, ref.type_name, f"{ref.size:,}",
+                      "inline" if ref.inline is not None else "blob", _ago(record.created_at))
+    return table
+
+
+def artifact_panel(view: dict[str, Any]) -> Table:
+    """An artifact's metadata and lineage."""
+    grid = Table.grid(padding=(0, 2))
+    for key in ("uri", "serializer", "type", "size", "length", "stored", "origin", "created_at"):
+        grid.add_row(key, str(view[key]))
+    for key in ("produced_by", "consumed_by"):
+        entries = ", ".join(f"{e['run_id']}/{e['node']}" for e in view[key]) or "-"
+        grid.add_row(key.replace("_", " "), entries)
+    return grid

@@ -1,0 +1,215 @@
+"""Every error lockgate raises, in one hierarchy.
+
+Messages name the object (pipeline, node, run id, URI), say what was expected
+and what was found, and end with the next step. Each class carries the exit
+code the CLI uses when it ends a command, so the CLI renders errors in one
+place without a lookup table.
+
+    LockgateError
+    ├── DefinitionError                 exit 2: fix the pipeline code
+    │   ├── InvalidPolicyError          (also ValueError) a bad task/pipeline option
+    │   ├── TracingError                a placeholder misused in a pipeline body
+    │   ├── GraphError                  the traced graph is invalid
+    │   │   └── CycleError
+    │   ├── DuplicatePipelineError
+    │   └── UnserializableOutputError   a task returned something lockgate cannot store
+    ├── UsageError                      exit 2: fix the command line
+    │   ├── ParameterError              (also ValueError) unknown, missing or unparsable -p
+    │   └── PipelineNotFoundError       PATH:PIPELINE does not resolve
+    ├── ConfigError                     exit 2
+    ├── StoreError                      exit 1
+    │   ├── MetadataError
+    │   │   ├── SchemaVersionError
+    │   │   ├── MetadataBusyError
+    │   │   ├── RunNotFoundError
+    │   │   └── NodeNotFoundError
+    │   └── ArtifactError
+    │       ├── ArtifactNotFoundError
+    │       ├── ArtifactCorrupted
+    │       ├── InvalidArtifactKey
+    │       ├── UntrustedArtifactError
+    │       └── ArtifactStoreFull
+    └── ExecutionError                  exit 1: a run did not succeed
+        ├── TaskFailedError             user code raised; keeps the original traceback text
+        └── RunFailedError
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactCorrupted",
+    "ArtifactError",
+    "ArtifactNotFoundError",
+    "ArtifactStoreFull",
+    "ConfigError",
+    "CycleError",
+    "DefinitionError",
+    "DuplicatePipelineError",
+    "ExecutionError",
+    "GraphError",
+    "InvalidArtifactKey",
+    "InvalidPolicyError",
+    "LockgateError",
+    "LockgateWarning",
+    "MetadataBusyError",
+    "MetadataError",
+    "NodeNotFoundError",
+    "ParameterError",
+    "PipelineNotFoundError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "StoreError",
+    "TaskFailedError",
+    "TracingError",
+    "UnserializableOutputError",
+    "UntrustedArtifactError",
+    "UsageError",
+]
+
+
+class LockgateError(Exception):
+    """Root of every error lockgate raises on purpose."""
+
+    exit_code: int = 1
+
+
+class LockgateWarning(UserWarning):
+    """Something works, but not the way the user probably expects."""
+
+
+# --- definitions -----------------------------------------------------------
+
+
+class DefinitionError(LockgateError):
+    """A task or pipeline definition is invalid; fix the code."""
+
+    exit_code = 2
+
+
+class InvalidPolicyError(DefinitionError, ValueError):
+    """A task or pipeline option has a value it cannot take."""
+
+    @classmethod
+    def for_field(cls, owner: str, field: str, value: object, expected: str) -> InvalidPolicyError:
+        """Build the message for one bad option of one task or pipeline."""
+        return cls(f"{owner}: {field}={value!r} is invalid; expected {expected}.")
+
+
+class TracingError(DefinitionError):
+    """A placeholder was used where a real value is needed while tracing."""
+
+
+class GraphError(DefinitionError):
+    """The traced graph is not a valid DAG."""
+
+
+class CycleError(GraphError):
+    """Ordering or data edges form a cycle."""
+
+
+class DuplicatePipelineError(DefinitionError):
+    """Two pipelines in one module share a name."""
+
+
+class UnserializableOutputError(DefinitionError):
+    """A task returned a value that no serializer can store."""
+
+
+# --- usage -----------------------------------------------------------------
+
+
+class UsageError(LockgateError):
+    """The command line or call is wrong; fix the invocation."""
+
+    exit_code = 2
+
+
+class ParameterError(UsageError, ValueError):
+    """A pipeline parameter is unknown, missing, or does not parse to its type."""
+
+
+class PipelineNotFoundError(UsageError):
+    """A `PATH:PIPELINE` reference does not resolve to a pipeline."""
+
+
+class ConfigError(LockgateError):
+    """Settings (environment, config file) are invalid."""
+
+    exit_code = 2
+
+
+# --- stores ----------------------------------------------------------------
+
+
+class StoreError(LockgateError):
+    """A metadata or artifact store could not do what was asked."""
+
+
+class MetadataError(StoreError):
+    """The metadata database failed or holds something unexpected."""
+
+
+class SchemaVersionError(MetadataError):
+    """The database schema is older or newer than this lockgate."""
+
+
+class MetadataBusyError(MetadataError):
+    """The database stayed locked by another writer for too long."""
+
+
+class RunNotFoundError(MetadataError):
+    """No run with the given id exists."""
+
+    exit_code = 2
+
+
+class NodeNotFoundError(MetadataError):
+    """The run has no node with the given id."""
+
+    exit_code = 2
+
+
+class ArtifactError(StoreError):
+    """An artifact could not be written, found, trusted or read."""
+
+
+class ArtifactNotFoundError(ArtifactError):
+    """No blob exists for the given hash."""
+
+
+class ArtifactCorrupted(ArtifactError):  # noqa: N818 - the name users see in RELIABILITY.md
+    """A blob's content does not match its hash."""
+
+
+class InvalidArtifactKey(ArtifactError, ValueError):  # noqa: N818
+    """A key or URI could escape the store or is malformed."""
+
+    exit_code = 2
+
+
+class UntrustedArtifactError(ArtifactError):
+    """Loading would unpickle bytes this installation did not produce."""
+
+
+class ArtifactStoreFull(ArtifactError):  # noqa: N818
+    """The artifact store ran out of space while writing."""
+
+
+# --- execution -------------------------------------------------------------
+
+
+class ExecutionError(LockgateError):
+    """A run or task did not succeed."""
+
+
+class TaskFailedError(ExecutionError):
+    """User code raised inside a task; `remote_traceback` keeps the original."""
+
+    def __init__(self, message: str, *, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+class RunFailedError(ExecutionError):
+    """A run ended in a state other than succeeded."""

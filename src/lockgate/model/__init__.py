@@ -1,0 +1,1 @@
+"""Pure definitions: tasks, pipelines, graphs, policies, states. No I/O."""

@@ -1,0 +1,273 @@
+"""The metadata store port: runs, task runs, attempts, events, artifacts, lineage.
+
+Every write method is one transaction. Attempt-level writes are *fenced* by
+(task run, attempt): a write for an attempt that is no longer current (a
+late or repeated result) changes nothing and returns False. That is what
+makes commits exactly-once while execution is at-least-once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
+from lockgate.ports.artifacts import ArtifactRef
+from lockgate.ports.executor import ErrorInfo
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """What is recorded when a run is created."""
+
+    run_id: str
+    pipeline: str
+    pipeline_version: str
+    graph: Mapping[str, Any]
+    params: Mapping[str, Any]
+    trigger: str
+    created_at: float
+    nodes: Sequence[tuple[str, str]]  # (node_id, task_name) in topological order
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A stored run."""
+
+    id: str
+    pipeline: str
+    pipeline_version: str
+    status: RunState
+    params: Mapping[str, Any]
+    trigger: str
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    heartbeat_at: float | None = None
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunRecord:
+    """A stored task run: one node, or one item of a map node.
+
+    `queued_at`, `started_at` describe the latest attempt; per-attempt times
+    are in `AttemptRecord`s.
+    """
+
+    id: int
+    run_id: str
+    node_id: str
+    map_index: int | None
+    task_name: str
+    state: TaskState
+    attempts: int = 0
+    queued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    output: ArtifactRef | None = None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`node` or `node[i]`."""
+        return self.node_id + (f"[{self.map_index}]" if self.map_index is not None else "")
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """One stored try of a task run."""
+
+    task_run_id: int
+    node_id: str
+    map_index: int | None
+    number: int
+    state: AttemptState
+    queued_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: ErrorInfo | None = None
+
+    @property
+    def queue_time(self) -> float | None:
+        """Seconds between being queued and starting (None before it starts)."""
+        return None if self.started_at is None else max(0.0, self.started_at - self.queued_at)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One append-only event row."""
+
+    id: int
+    run_id: str
+    kind: EventKind
+    at: float
+    node_id: str | None = None
+    map_index: int | None = None
+    attempt: int | None = None
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRecord:
+    """A stored artifact and where it came from.
+
+    Attributes:
+        origin: "task" when a task of this installation produced it (trusted),
+            "import" when it came from outside (never unpickled without opt-in).
+    """
+
+    ref: ArtifactRef
+    created_at: float
+    origin: Literal["task", "import"] = "task"
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEdge:
+    """An artifact consumed or produced by a task run."""
+
+    run_id: str
+    node_id: str
+    map_index: int | None
+    sha256: str
+    direction: Literal["consumed", "produced"]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """The end of one attempt, committed with `finish_attempt` in one transaction.
+
+    Attributes:
+        attempt_state: how the attempt ended.
+        task_state: where the task run goes next: succeeded, retrying or failed.
+        consumed: hashes of the artifacts the attempt loaded (lineage).
+        output: the committed result (recorded with a `produced` lineage edge).
+        retry_at: when the next attempt may be queued (retrying only).
+    """
+
+    task_run_id: int
+    attempt: int
+    attempt_state: AttemptState
+    task_state: TaskState
+    finished_at: float
+    started_at: float | None = None
+    output: ArtifactRef | None = None
+    consumed: Sequence[str] = ()
+    error: ErrorInfo | None = None
+    retry_at: float | None = None
+
+
+class MetadataStore(Protocol):
+    """Durable state of runs. One implementation per database family."""
+
+    # --- writes -------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> list[TaskRunRecord]:
+        """Record a run, its pipeline version and one pending task run per node.
+
+        Returns:
+            The task runs created, in the order of `new.nodes`.
+        """
+        ...
+
+    def set_run_state(
+        self, run_id: str, state: RunState, at: float, *, error: str | None = None
+    ) -> None:
+        """Move a run to `state` and append the event."""
+        ...
+
+    def heartbeat(self, run_id: str, at: float) -> None:
+        """Note that the run's coordinator is alive."""
+        ...
+
+    def expand_map(
+        self, run_id: str, node_id: str, task_name: str, count: int, at: float
+    ) -> list[TaskRunRecord]:
+        """Create the item task runs of a map node (idempotent) and return them."""
+        ...
+
+    def queue_attempts(self, run_id: str, items: Sequence[tuple[int, int]], at: float) -> None:
+        """Queue attempt `n` of each `(task_run_id, n)`: attempt rows plus events."""
+        ...
+
+    def start_attempt(self, run_id: str, task_run_id: int, attempt: int, at: float) -> bool:
+        """Mark a queued attempt running. False if the attempt is not current."""
+        ...
+
+    def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
+        """Commit the end of an attempt: attempt row, task state, output, lineage, event.
+
+        Returns:
+            False (and changes nothing) if this attempt is no longer current, for
+            example because it was already committed.
+        """
+        ...
+
+    def set_task_state(
+        self,
+        run_id: str,
+        task_run_ids: Sequence[int],
+        state: TaskState,
+        at: float,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Move task runs that are not yet terminal to `state`, with events."""
+        ...
+
+    def add_artifact(self, record: ArtifactRecord) -> None:
+        """Record an artifact that did not come from a task (idempotent)."""
+        ...
+
+    # --- reads --------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id (or unique id prefix).
+
+        Raises:
+            RunNotFoundError: no run matches.
+        """
+        ...
+
+    def list_runs(
+        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        ...
+
+    def run_graph(self, run_id: str) -> Mapping[str, Any]:
+        """The stored graph of the run's pipeline version."""
+        ...
+
+    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
+        """The run's task runs, in creation order."""
+        ...
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of the run, by task run then number."""
+        ...
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        """The run's events in the order they were written."""
+        ...
+
+    def get_artifact(self, sha256: str) -> ArtifactRecord | None:
+        """The artifact with this hash, with its inline bytes, or None."""
+        ...
+
+    def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
+        """Artifacts, newest first (without inline bytes)."""
+        ...
+
+    def lineage(self, sha256: str) -> list[LineageEdge]:
+        """Every task run that produced or consumed the artifact."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,1 @@
+"""Use cases (runs, artifacts) and the one composition root that wires stores and executors."""

@@ -1,0 +1,56 @@
+"""The composition root: the one place that picks concrete stores and executors.
+
+Heavy modules (SQLAlchemy, fsspec) are imported here, inside functions, so
+`import lockgate` stays fast.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from lockgate.errors import UsageError
+from lockgate.ports.artifacts import ArtifactStore
+from lockgate.ports.executor import Executor
+from lockgate.ports.metadata import MetadataStore
+from lockgate.service.config import Settings
+
+EXECUTORS = ("inline",)
+
+
+class Workspace:
+    """One installation's stores, opened on first use."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        """Use `settings` (default: read from the environment)."""
+        self.settings = settings or Settings.from_env()
+
+    @cached_property
+    def metadata(self) -> MetadataStore:
+        """The metadata store (migrated if new)."""
+        from lockgate.stores.metadata.sql import SqlMetadataStore
+
+        return SqlMetadataStore(self.settings.db_url)
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """The content-addressed artifact store."""
+        from lockgate.stores.artifacts import open_artifact_store
+
+        return open_artifact_store(self.settings.artifact_root)
+
+    def executor(self, name: str) -> Executor:
+        """A new executor of kind `name`.
+
+        Raises:
+            UsageError: unknown executor name.
+        """
+        if name == "inline":
+            from lockgate.executors.inline import InlineExecutor
+
+            return InlineExecutor(self.artifacts)
+        raise UsageError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+
+    def close(self) -> None:
+        """Release database connections."""
+        if "metadata" in self.__dict__:
+            self.metadata.close()

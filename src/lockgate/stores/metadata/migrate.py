@@ -1,0 +1,93 @@
+"""Schema migrations: Alembic driven from code, and the check made on every open.
+
+Opening a store reads the revision stamp with one query; Alembic itself is
+imported only when a migration actually runs (it is slow to import). A new,
+empty database is migrated automatically; an older one is refused with the
+command that upgrades it; a newer one is refused outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from lockgate.errors import SchemaVersionError
+from lockgate.stores.metadata.schema import SCHEMA_REVISION
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def upgrade(engine: sa.Engine, revision: str = "head") -> None:
+    """Run every migration up to `revision` on the database behind `engine`."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with _migration_lock(engine), engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    """The revision stamped in the database, or None if it was never migrated."""
+    with engine.connect() as connection:
+        if not sa.inspect(connection).has_table("alembic_version"):
+            return None
+        return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def ensure_schema(engine: sa.Engine, url: str) -> None:
+    """Migrate a new database; refuse one at another revision.
+
+    Raises:
+        SchemaVersionError: the database is older (run `lockgate db upgrade`),
+            newer than this lockgate, or holds tables that are not lockgate's.
+    """
+    revision = current_revision(engine)
+    if revision == SCHEMA_REVISION:
+        return
+    if revision is None:
+        with engine.connect() as connection:
+            tables = sa.inspect(connection).get_table_names()
+        if tables:
+            raise SchemaVersionError(
+                f"metadata database {url} has tables ({', '.join(sorted(tables)[:5])}) but no "
+                "lockgate schema stamp; point LOCKGATE_DB_URL at an empty or lockgate database."
+            )
+        upgrade(engine)
+        return
+    if revision in _known_revisions():
+        raise SchemaVersionError(
+            f"metadata database {url} is at schema revision {revision}, this lockgate needs "
+            f"{SCHEMA_REVISION}; run `lockgate db upgrade` (back up the database first)."
+        )
+    raise SchemaVersionError(
+        f"metadata database {url} is at schema revision {revision}, which this lockgate does "
+        "not know: it was written by a newer lockgate. Upgrade lockgate."
+    )
+
+
+def _known_revisions() -> set[str]:
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS / "versions").glob("*.py")}
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: sa.Engine) -> Iterator[None]:
+    # Two processes opening a new SQLite database at once would both migrate
+    # it; a lock file beside the database serialises them.
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    lock_path = Path(database).with_name(Path(database).name + ".migrate-lock")
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,159 @@
+"""The metadata tables, as SQLAlchemy Core objects. Names are fixed in docs/glossary.md.
+
+Portable SQL only: the same tables serve SQLite and PostgreSQL. Timestamps
+are UTC epoch seconds (double precision) so that durations and percentiles
+are plain arithmetic on both databases. `task_runs.map_index` is -1 for a
+whole node because NULLs never collide in a unique constraint.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# The Alembic revision these tables correspond to. A database at another
+# revision is migrated (new) or refused with the command to run.
+SCHEMA_REVISION = "0001"
+
+WHOLE_NODE = -1
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Time = sa.Double()
+
+pipelines = sa.Table(
+    "pipelines",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
+    sa.Column("created_at", Time, nullable=False),
+)
+
+pipeline_versions = sa.Table(
+    "pipeline_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("pipeline_id", Id, sa.ForeignKey("pipelines.id"), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("graph", sa.JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("pipeline_id", "version"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("pipeline_id", Id, sa.ForeignKey("pipelines.id"), nullable=False),
+    sa.Column("pipeline_version_id", Id, sa.ForeignKey("pipeline_versions.id"), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("params", sa.JSON, nullable=False),
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("git_sha", sa.String(64)),
+    sa.Column("git_dirty", sa.Boolean),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("heartbeat_at", Time),
+    sa.Column("error", sa.Text),
+    sa.Index(None, "pipeline_id", "created_at"),
+    sa.Index(None, "status"),
+    sa.Index(None, "created_at"),
+)
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("serializer", sa.String(20), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("type_name", sa.String(300), nullable=False),
+    sa.Column("length", sa.Integer),
+    sa.Column("inline", sa.LargeBinary),
+    sa.Column("origin", sa.String(10), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Index(None, "created_at"),
+)
+
+task_runs = sa.Table(
+    "task_runs",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("node_id", sa.String(200), nullable=False),
+    sa.Column("map_index", sa.Integer, nullable=False),
+    sa.Column("task_name", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("queued_at", Time),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("retry_at", Time),
+    sa.Column("output_sha256", sa.String(64), sa.ForeignKey("artifacts.sha256")),
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("run_id", "node_id", "map_index"),
+)
+
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id"), nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("queued_at", Time, nullable=False),
+    sa.Column("started_at", Time),
+    sa.Column("finished_at", Time),
+    sa.Column("error_type", sa.String(300)),
+    sa.Column("error_message", sa.Text),
+    sa.Column("error_traceback", sa.Text),
+    sa.Column("error_user", sa.Boolean),
+    sa.UniqueConstraint("task_run_id", "number"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id")),
+    sa.Column("attempt", sa.Integer),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Index(None, "run_id", "id"),
+)
+
+artifact_versions = sa.Table(
+    "artifact_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id")),
+    sa.Column("created_at", Time, nullable=False),
+    sa.UniqueConstraint("kind", "name", "version"),
+    sa.UniqueConstraint("kind", "name", "sha256"),
+)
+
+lineage_edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id"), nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
+    sa.Column("direction", sa.String(10), nullable=False),
+    sa.UniqueConstraint("task_run_id", "sha256", "direction"),
+    sa.Index(None, "sha256"),
+)

@@ -1,0 +1,704 @@
+"""The metadata store on SQL databases (SQLite by default; PostgreSQL later).
+
+Each write method is one transaction. On SQLite every write transaction
+starts with `BEGIN IMMEDIATE`: deferred transactions that read then write
+lose updates to `database is locked` under concurrency (measured, see
+../shared/RELIABILITY.md). Attempt writes are fenced by (task run, attempt)
+with conditional UPDATEs, so a repeated or late commit changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from lockgate.errors import MetadataBusyError, MetadataError, RunNotFoundError
+from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
+from lockgate.ports.artifacts import ArtifactRef
+from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.metadata import (
+    ArtifactRecord,
+    AttemptRecord,
+    AttemptResult,
+    EventRecord,
+    LineageEdge,
+    NewRun,
+    RunRecord,
+    TaskRunRecord,
+)
+from lockgate.stores.metadata import connect
+from lockgate.stores.metadata.migrate import ensure_schema
+from lockgate.stores.metadata.schema import (
+    WHOLE_NODE,
+    artifacts,
+    attempts,
+    events,
+    lineage_edges,
+    pipeline_versions,
+    pipelines,
+    runs,
+    task_runs,
+)
+
+_TERMINAL = [s.value for s in TaskState if s.terminal]
+_OPEN_FOR_ATTEMPT = [TaskState.QUEUED.value, TaskState.RUNNING.value]
+_RUN_COLUMNS = (
+    runs,
+    pipelines.c.name.label("pipeline"),
+    pipeline_versions.c.version.label("pipeline_version"),
+)
+
+
+class _Fenced(Exception):
+    """Raised inside a transaction to roll it back when a fence did not match."""
+
+
+class SqlMetadataStore:
+    """`MetadataStore` over SQLAlchemy Core."""
+
+    def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
+        """Open (and, if new, create) the database at `url`.
+
+        Raises:
+            SchemaVersionError: the database needs `lockgate db upgrade`.
+            MetadataError: the database cannot be opened.
+        """
+        self.url = url
+        self.busy_timeout = busy_timeout
+        self._writer, self._reader = connect.engines(url, busy_timeout=busy_timeout)
+        self._dialect = self._writer.dialect.name
+        with self._errors():
+            ensure_schema(self._writer, connect.redact(url))
+
+    # --- plumbing -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.OperationalError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sa.exc.OperationalError) -> MetadataError:
+        text = str(exc.orig).lower()
+        where = connect.describe(self.url)
+        if "locked" in text or "busy" in text:
+            return MetadataBusyError(
+                f"metadata DB busy: waited {self.busy_timeout:.0f} s for the write lock on "
+                f"{where}; another process holds it. Retry when it finishes, or use "
+                "PostgreSQL (LOCKGATE_DB_URL) for many concurrent writers."
+            )
+        if "disk is full" in text or "no space" in text:
+            return MetadataError(
+                f"no space left on the device holding the metadata DB {where}; free space, "
+                "then resume the run. Earlier commits are intact."
+            )
+        return MetadataError(f"metadata database {where} failed: {exc.orig}")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sa.Connection]:
+        with self._errors(), self._writer.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._errors(), self._reader.connect() as conn:
+            yield conn
+
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing()
+
+    @staticmethod
+    def _event(
+        conn: sa.Connection,
+        run_id: str,
+        kind: EventKind,
+        at: float,
+        *,
+        task_run_id: int | None = None,
+        attempt: int | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        conn.execute(
+            events.insert().values(
+                run_id=run_id,
+                task_run_id=task_run_id,
+                attempt=attempt,
+                kind=kind.value,
+                at=at,
+                payload=dict(payload or {}),
+            )
+        )
+
+    def close(self) -> None:
+        """Dispose of both connection pools."""
+        self._writer.dispose()
+        self._reader.dispose()
+
+    # --- writes ---------------------------------------------------------------
+
+    def create_run(self, new: NewRun) -> list[TaskRunRecord]:
+        """Record the run, its pipeline version and a pending task run per node."""
+        with self._tx() as conn:
+            conn.execute(
+                self._insert_ignore(pipelines).values(name=new.pipeline, created_at=new.created_at)
+            )
+            pipeline_id = conn.execute(
+                sa.select(pipelines.c.id).where(pipelines.c.name == new.pipeline)
+            ).scalar_one()
+            conn.execute(
+                self._insert_ignore(pipeline_versions).values(
+                    pipeline_id=pipeline_id,
+                    version=new.pipeline_version,
+                    graph=dict(new.graph),
+                    created_at=new.created_at,
+                )
+            )
+            version_id = conn.execute(
+                sa.select(pipeline_versions.c.id).where(
+                    pipeline_versions.c.pipeline_id == pipeline_id,
+                    pipeline_versions.c.version == new.pipeline_version,
+                )
+            ).scalar_one()
+            conn.execute(
+                runs.insert().values(
+                    id=new.run_id,
+                    pipeline_id=pipeline_id,
+                    pipeline_version_id=version_id,
+                    status=RunState.QUEUED.value,
+                    params=dict(new.params),
+                    trigger=new.trigger,
+                    git_sha=new.git_sha,
+                    git_dirty=new.git_dirty,
+                    created_at=new.created_at,
+                )
+            )
+            if new.nodes:
+                conn.execute(
+                    task_runs.insert(),
+                    [
+                        {
+                            "run_id": new.run_id,
+                            "node_id": node_id,
+                            "map_index": WHOLE_NODE,
+                            "task_name": task_name,
+                            "state": TaskState.PENDING.value,
+                            "attempts": 0,
+                        }
+                        for node_id, task_name in new.nodes
+                    ],
+                )
+            self._event(conn, new.run_id, EventKind.RUN_CREATED, new.created_at,
+                        payload={"trigger": new.trigger, "pipeline_version": new.pipeline_version})
+            rows = conn.execute(
+                sa.select(task_runs).where(task_runs.c.run_id == new.run_id).order_by(task_runs.c.id)
+            ).all()
+        return [_task_run(row) for row in rows]
+
+    def set_run_state(
+        self, run_id: str, state: RunState, at: float, *, error: str | None = None
+    ) -> None:
+        """Move the run to `state`; stamps started_at once and finished_at when terminal."""
+        values: dict[str, Any] = {"status": state.value, "error": error}
+        if state is RunState.RUNNING:
+            values["started_at"] = sa.func.coalesce(runs.c.started_at, at)
+            values["finished_at"] = None
+            values["heartbeat_at"] = at
+        elif state.terminal:
+            values["finished_at"] = at
+        with self._tx() as conn:
+            result = conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+            if result.rowcount == 0:
+                raise RunNotFoundError(f"no run {run_id!r}")
+            payload = {"error": error} if error else {}
+            self._event(conn, run_id, EventKind.for_run(state), at, payload=payload)
+
+    def heartbeat(self, run_id: str, at: float) -> None:
+        """Stamp the run's heartbeat."""
+        with self._tx() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(heartbeat_at=at))
+
+    def expand_map(
+        self, run_id: str, node_id: str, task_name: str, count: int, at: float
+    ) -> list[TaskRunRecord]:
+        """Create `count` item task runs for a map node once; return them all."""
+        item = (task_runs.c.run_id == run_id) & (task_runs.c.node_id == node_id)
+        with self._tx() as conn:
+            existing = conn.execute(
+                sa.select(sa.func.count()).where(item, task_runs.c.map_index >= 0)
+            ).scalar_one()
+            if existing == 0 and count > 0:
+                conn.execute(
+                    task_runs.insert(),
+                    [
+                        {
+                            "run_id": run_id,
+                            "node_id": node_id,
+                            "map_index": index,
+                            "task_name": task_name,
+                            "state": TaskState.PENDING.value,
+                            "attempts": 0,
+                        }
+                        for index in range(count)
+                    ],
+                )
+                parent = conn.execute(
+                    sa.select(task_runs.c.id).where(item, task_runs.c.map_index == WHOLE_NODE)
+                ).scalar_one()
+                self._event(conn, run_id, EventKind.MAP_EXPANDED, at, task_run_id=parent,
+                            payload={"items": count})
+            rows = conn.execute(
+                sa.select(task_runs)
+                .where(item, task_runs.c.map_index >= 0)
+                .order_by(task_runs.c.map_index)
+            ).all()
+        return [_task_run(row) for row in rows]
+
+    def queue_attempts(self, run_id: str, items: Sequence[tuple[int, int]], at: float) -> None:
+        """Queue attempt `n` of each task run in `items`."""
+        if not items:
+            return
+        with self._tx() as conn:
+            conn.execute(
+                task_runs.update()
+                .where(
+                    task_runs.c.id == sa.bindparam("tr"),
+                    task_runs.c.state.in_([TaskState.PENDING.value, TaskState.RETRYING.value]),
+                )
+                .values(
+                    state=TaskState.QUEUED.value,
+                    attempts=sa.bindparam("n"),
+                    queued_at=at,
+                    started_at=None,
+                    retry_at=None,
+                ),
+                [{"tr": tr, "n": n} for tr, n in items],
+            )
+            conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "task_run_id": tr,
+                        "number": n,
+                        "state": AttemptState.QUEUED.value,
+                        "queued_at": at,
+                    }
+                    for tr, n in items
+                ],
+            )
+            conn.execute(
+                events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_run_id": tr,
+                        "attempt": n,
+                        "kind": EventKind.TASK_QUEUED.value,
+                        "at": at,
+                        "payload": {},
+                    }
+                    for tr, n in items
+                ],
+            )
+
+    def start_attempt(self, run_id: str, task_run_id: int, attempt: int, at: float) -> bool:
+        """Mark the current queued attempt running; False if it is not current."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                task_runs.update()
+                .where(
+                    task_runs.c.id == task_run_id,
+                    task_runs.c.attempts == attempt,
+                    task_runs.c.state == TaskState.QUEUED.value,
+                )
+                .values(state=TaskState.RUNNING.value, started_at=at)
+            ).rowcount
+            if not changed:
+                return False
+            conn.execute(
+                attempts.update()
+                .where(attempts.c.task_run_id == task_run_id, attempts.c.number == attempt)
+                .values(state=AttemptState.RUNNING.value, started_at=at)
+            )
+            self._event(conn, run_id, EventKind.TASK_STARTED, at,
+                        task_run_id=task_run_id, attempt=attempt)
+        return True
+
+    def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
+        """Commit an attempt's end in one transaction, once."""
+        task_values: dict[str, Any] = {
+            "state": result.task_state.value,
+            "retry_at": result.retry_at,
+            "error": result.error.summary() if result.error else None,
+        }
+        if result.task_state.terminal:
+            task_values["finished_at"] = result.finished_at
+        if result.output is not None:
+            task_values["output_sha256"] = result.output.sha256
+        try:
+            with self._tx() as conn:
+                if result.output is not None:
+                    conn.execute(
+                        self._insert_ignore(artifacts).values(
+                            **_artifact_row(ArtifactRecord(result.output, result.finished_at))
+                        )
+                    )
+                changed = conn.execute(
+                    task_runs.update()
+                    .where(
+                        task_runs.c.id == result.task_run_id,
+                        task_runs.c.attempts == result.attempt,
+                        task_runs.c.state.in_(_OPEN_FOR_ATTEMPT),
+                    )
+                    .values(**task_values)
+                ).rowcount
+                if not changed:
+                    raise _Fenced
+                error = result.error
+                conn.execute(
+                    attempts.update()
+                    .where(
+                        attempts.c.task_run_id == result.task_run_id,
+                        attempts.c.number == result.attempt,
+                    )
+                    .values(
+                        state=result.attempt_state.value,
+                        started_at=sa.func.coalesce(attempts.c.started_at, result.started_at),
+                        finished_at=result.finished_at,
+                        error_type=error.type if error else None,
+                        error_message=error.message if error else None,
+                        error_traceback=error.traceback if error else None,
+                        error_user=error.user if error else None,
+                    )
+                )
+                edges = [(sha, "consumed") for sha in dict.fromkeys(result.consumed)]
+                if result.output is not None:
+                    edges.append((result.output.sha256, "produced"))
+                if edges:
+                    conn.execute(
+                        self._insert_ignore(lineage_edges),
+                        [
+                            {
+                                "run_id": run_id,
+                                "task_run_id": result.task_run_id,
+                                "sha256": sha,
+                                "direction": direction,
+                            }
+                            for sha, direction in edges
+                        ],
+                    )
+                payload: dict[str, Any] = {}
+                if error is not None:
+                    payload["error"] = error.summary()
+                    payload["retryable"] = error.retryable
+                if result.retry_at is not None:
+                    payload["retry_at"] = result.retry_at
+                if result.output is not None:
+                    payload["output"] = result.output.uri
+                self._event(conn, run_id, EventKind.for_task(result.task_state),
+                            result.finished_at, task_run_id=result.task_run_id,
+                            attempt=result.attempt, payload=payload)
+        except _Fenced:
+            return False
+        return True
+
+    def set_task_state(
+        self,
+        run_id: str,
+        task_run_ids: Sequence[int],
+        state: TaskState,
+        at: float,
+        *,
+        reason: str | None = None,
+    ) -> None:
+        """Move non-terminal task runs to `state`, one event each."""
+        if not task_run_ids:
+            return
+        with self._tx() as conn:
+            open_ids = conn.execute(
+                sa.select(task_runs.c.id, task_runs.c.attempts).where(
+                    task_runs.c.id.in_(list(task_run_ids)), task_runs.c.state.not_in(_TERMINAL)
+                )
+            ).all()
+            if not open_ids:
+                return
+            values: dict[str, Any] = {"state": state.value}
+            if state.terminal:
+                values["finished_at"] = at
+            if state is TaskState.RUNNING:
+                values["started_at"] = at
+            if reason is not None and state in (TaskState.FAILED, TaskState.SKIPPED):
+                values["error"] = reason
+            conn.execute(
+                task_runs.update().where(task_runs.c.id.in_([r.id for r in open_ids])).values(**values)
+            )
+            payload = {"reason": reason} if reason else {}
+            conn.execute(
+                events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "task_run_id": row.id,
+                        "attempt": row.attempts or None,
+                        "kind": EventKind.for_task(state).value,
+                        "at": at,
+                        "payload": payload,
+                    }
+                    for row in open_ids
+                ],
+            )
+
+    def add_artifact(self, record: ArtifactRecord) -> None:
+        """Record an artifact (no-op if its hash is already known)."""
+        with self._tx() as conn:
+            conn.execute(self._insert_ignore(artifacts).values(**_artifact_row(record)))
+
+    # --- reads ----------------------------------------------------------------
+
+    def _runs_query(self) -> sa.Select[Any]:
+        return sa.select(*_RUN_COLUMNS).join_from(runs, pipelines).join(
+            pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id or unique id prefix."""
+        with self._read() as conn:
+            row = conn.execute(self._runs_query().where(runs.c.id == run_id)).first()
+            if row is None and run_id:
+                pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                matches = conn.execute(
+                    self._runs_query().where(runs.c.id.like(pattern + "%", escape="\\")).limit(2)
+                ).all()
+                if len(matches) == 1:
+                    row = matches[0]
+                elif len(matches) > 1:
+                    raise RunNotFoundError(
+                        f"run id prefix {run_id!r} matches several runs "
+                        f"({matches[0].id}, {matches[1].id}, ...); give more characters."
+                    )
+        if row is None:
+            raise RunNotFoundError(
+                f"no run {run_id!r} in {connect.describe(self.url)}; `lockgate runs` lists runs "
+                "(check LOCKGATE_HOME / LOCKGATE_DB_URL if you expected it here)."
+            )
+        return _run(row)
+
+    def list_runs(
+        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        query = self._runs_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        if pipeline is not None:
+            query = query.where(pipelines.c.name == pipeline)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        with self._read() as conn:
+            return [_run(row) for row in conn.execute(query)]
+
+    def run_graph(self, run_id: str) -> Mapping[str, Any]:
+        """The graph stored for the run's pipeline version."""
+        with self._read() as conn:
+            graph = conn.execute(
+                sa.select(pipeline_versions.c.graph)
+                .join(runs, runs.c.pipeline_version_id == pipeline_versions.c.id)
+                .where(runs.c.id == run_id)
+            ).scalar()
+        if graph is None:
+            raise RunNotFoundError(f"no run {run_id!r}")
+        return dict(graph)
+
+    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
+        """The run's task runs with their outputs, in creation order."""
+        query = (
+            sa.select(task_runs, *_ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(task_runs.c.run_id == run_id)
+            .order_by(task_runs.c.id)
+        )
+        with self._read() as conn:
+            return [_task_run(row) for row in conn.execute(query)]
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of the run."""
+        query = (
+            sa.select(attempts, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, attempts.c.task_run_id == task_runs.c.id)
+            .where(task_runs.c.run_id == run_id)
+            .order_by(task_runs.c.id, attempts.c.number)
+        )
+        with self._read() as conn:
+            return [_attempt(row) for row in conn.execute(query)]
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        """The run's events in write order."""
+        query = (
+            sa.select(events, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, events.c.task_run_id == task_runs.c.id, isouter=True)
+            .where(events.c.run_id == run_id)
+            .order_by(events.c.id)
+        )
+        with self._read() as conn:
+            return [
+                EventRecord(
+                    id=row.id,
+                    run_id=row.run_id,
+                    kind=EventKind(row.kind),
+                    at=row.at,
+                    node_id=row.node_id,
+                    map_index=_index(row.map_index),
+                    attempt=row.attempt,
+                    payload=row.payload or {},
+                )
+                for row in conn.execute(query)
+            ]
+
+    def get_artifact(self, sha256: str) -> ArtifactRecord | None:
+        """The artifact with this hash, inline bytes included."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(artifacts).where(artifacts.c.sha256 == sha256)).first()
+        return None if row is None else _artifact(row)
+
+    def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
+        """Artifacts, newest first, without inline bytes."""
+        columns = [c for c in artifacts.c if c.name != "inline"]
+        query = sa.select(*columns).order_by(artifacts.c.created_at.desc()).limit(limit)
+        with self._read() as conn:
+            return [_artifact(row) for row in conn.execute(query)]
+
+    def lineage(self, sha256: str) -> list[LineageEdge]:
+        """Every task run that produced or consumed the artifact."""
+        query = (
+            sa.select(lineage_edges, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, lineage_edges.c.task_run_id == task_runs.c.id)
+            .where(lineage_edges.c.sha256 == sha256)
+            .order_by(lineage_edges.c.id)
+        )
+        with self._read() as conn:
+            return [
+                LineageEdge(
+                    run_id=row.run_id,
+                    node_id=row.node_id,
+                    map_index=_index(row.map_index),
+                    sha256=row.sha256,
+                    direction=row.direction,
+                )
+                for row in conn.execute(query)
+            ]
+
+
+# --- row -> record ---------------------------------------------------------------
+
+_ARTIFACT_REF_COLUMNS = (
+    artifacts.c.serializer.label("a_serializer"),
+    artifacts.c.size.label("a_size"),
+    artifacts.c.type_name.label("a_type_name"),
+    artifacts.c.length.label("a_length"),
+    artifacts.c.inline.label("a_inline"),
+)
+
+
+def _index(map_index: int | None) -> int | None:
+    return None if map_index is None or map_index == WHOLE_NODE else map_index
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        pipeline=row.pipeline,
+        pipeline_version=row.pipeline_version,
+        status=RunState(row.status),
+        params=row.params,
+        trigger=row.trigger,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+        git_sha=row.git_sha,
+        git_dirty=row.git_dirty,
+        error=row.error,
+    )
+
+
+def _task_run(row: Any) -> TaskRunRecord:
+    output = None
+    mapping = row._mapping
+    if row.output_sha256 is not None and "a_serializer" in mapping:
+        output = ArtifactRef(
+            sha256=row.output_sha256,
+            serializer=row.a_serializer,
+            size=row.a_size,
+            type_name=row.a_type_name,
+            length=row.a_length,
+            inline=row.a_inline,
+        )
+    return TaskRunRecord(
+        id=row.id,
+        run_id=row.run_id,
+        node_id=row.node_id,
+        map_index=_index(row.map_index),
+        task_name=row.task_name,
+        state=TaskState(row.state),
+        attempts=row.attempts,
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        output=output,
+        error=row.error,
+    )
+
+
+def _attempt(row: Any) -> AttemptRecord:
+    error = None
+    if row.error_type is not None:
+        error = ErrorInfo(
+            type=row.error_type,
+            message=row.error_message or "",
+            traceback=row.error_traceback or "",
+            user=bool(row.error_user),
+        )
+    return AttemptRecord(
+        task_run_id=row.task_run_id,
+        node_id=row.node_id,
+        map_index=_index(row.map_index),
+        number=row.number,
+        state=AttemptState(row.state),
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=error,
+    )
+
+
+def _artifact_row(record: ArtifactRecord) -> dict[str, Any]:
+    ref = record.ref
+    return {
+        "sha256": ref.sha256,
+        "serializer": ref.serializer,
+        "size": ref.size,
+        "type_name": ref.type_name[:300],
+        "length": ref.length,
+        "inline": ref.inline,
+        "origin": record.origin,
+        "created_at": record.created_at,
+    }
+
+
+def _artifact(row: Any) -> ArtifactRecord:
+    mapping = row._mapping
+    return ArtifactRecord(
+        ref=ArtifactRef(
+            sha256=row.sha256,
+            serializer=row.serializer,
+            size=row.size,
+            type_name=row.type_name,
+            length=row.length,
+            inline=mapping.get("inline"),
+        ),
+        created_at=row.created_at,
+        origin=row.origin,
+    )

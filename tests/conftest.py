@@ -1,0 +1,29 @@
+"""Shared fixtures: a workspace on a real SQLite file and artifact dir in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lockgate.service.compose import Workspace
+from lockgate.service.config import Settings
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    """A fresh installation under tmp_path (SQLite WAL + local artifacts)."""
+    ws = Workspace(Settings.from_env({}, home=tmp_path / "home"))
+    yield ws
+    ws.close()
+
+
+@pytest.fixture
+def home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LOCKGATE_HOME pointed at a temp dir, for CLI and lg.run() defaults."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("LOCKGATE_HOME", str(home))
+    monkeypatch.delenv("LOCKGATE_DB_URL", raising=False)
+    monkeypatch.delenv("LOCKGATE_ARTIFACT_ROOT", raising=False)
+    return home
