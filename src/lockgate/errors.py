@@ -178,11 +178,11 @@ class ArtifactNotFoundError(ArtifactError):
     """No blob exists for the given hash."""
 
 
-class ArtifactCorrupted(ArtifactError):  # noqa: N818 - the name users see in RELIABILITY.md
+class ArtifactCorrupted(ArtifactError):
     """A blob's content does not match its hash."""
 
 
-class InvalidArtifactKey(ArtifactError, ValueError):  # noqa: N818
+class InvalidArtifactKey(ArtifactError, ValueError):
     """A key or URI could escape the store or is malformed."""
 
     exit_code = 2
@@ -192,7 +192,7 @@ class UntrustedArtifactError(ArtifactError):
     """Loading would unpickle bytes this installation did not produce."""
 
 
-class ArtifactStoreFull(ArtifactError):  # noqa: N818
+class ArtifactStoreFull(ArtifactError):
     """The artifact store ran out of space while writing."""
 
 

@@ -21,7 +21,7 @@ def typed(
     lr: float = 0.1,
     epochs: int = 3,
     dry_run: bool = False,
-    when: dt.date = dt.date(2026, 11, 25),  # noqa: B008
+    when: dt.date = dt.date(2026, 11, 25),
     tags: list[str] | None = None,
     limit: int | None = None,
 ):
@@ -30,8 +30,15 @@ def typed(
 
 def test_cli_values_parse_to_annotated_types():
     values = typed.bind_cli(
-        ["day=2026-11-24", "lr=0.5", "epochs=7", "dry_run=yes", "when=2026-01-02",
-         'tags=["a","b"]', "limit=none"]
+        [
+            "day=2026-11-24",
+            "lr=0.5",
+            "epochs=7",
+            "dry_run=yes",
+            "when=2026-01-02",
+            'tags=["a","b"]',
+            "limit=none",
+        ]
     )
     assert values == {
         "day": "2026-11-24",

@@ -190,7 +190,7 @@ def test_calling_a_pipeline_directly_explains_how_to_run_it():
     def p():
         return ingest("x")
 
-    with pytest.raises(TracingError, match="lg.run"):
+    with pytest.raises(TracingError, match=r"lg\.run"):
         p()
 
 

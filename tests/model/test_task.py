@@ -21,9 +21,18 @@ def test_bare_decorator_keeps_function_behaviour_outside_pipelines():
 
 
 def test_options_are_recorded():
-    @lg.task(name="fit", retries=2, retry_delay="500ms", backoff=3, max_retry_delay="1m",
-             retry_on=(ValueError,), timeout="30s", cache=True, pool="gpu",
-             resources={"cpu": 2, "gpu": 1, "memory": "4GiB"})
+    @lg.task(
+        name="fit",
+        retries=2,
+        retry_delay="500ms",
+        backoff=3,
+        max_retry_delay="1m",
+        retry_on=(ValueError,),
+        timeout="30s",
+        cache=True,
+        pool="gpu",
+        resources={"cpu": 2, "gpu": 1, "memory": "4GiB"},
+    )
     def train(x):
         return x
 

@@ -9,8 +9,16 @@ from lockgate.model.units import parse_duration, parse_size
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [(30, 30.0), (0.5, 0.5), ("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0),
-     ("250ms", 0.25), ("2d", 172800.0), ("1.5s", 1.5)],
+    [
+        (30, 30.0),
+        (0.5, 0.5),
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("2d", 172800.0),
+        ("1.5s", 1.5),
+    ],
 )
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
@@ -24,8 +32,13 @@ def test_bad_durations(bad):
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [(1024, 1024), ("512MiB", 512 * 2**20), ("4GB", 4 * 10**9), ("1.5g", 1_500_000_000),
-     ("100", 100)],
+    [
+        (1024, 1024),
+        ("512MiB", 512 * 2**20),
+        ("4GB", 4 * 10**9),
+        ("1.5g", 1_500_000_000),
+        ("100", 100),
+    ],
 )
 def test_sizes(text, size):
     assert parse_size(text) == size

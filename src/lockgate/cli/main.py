@@ -70,14 +70,31 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("ref", metavar="PATH:PIPELINE")
-@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-              help="A pipeline parameter; repeat for several. Parsed by the parameter's type.")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="inline", show_default=True,
-              help="Where tasks run.")
-@click.option("--json", "as_json", is_flag=True,
-              help="No live display; print one JSON object with run_id and status at the end.")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline parameter; repeat for several. Parsed by the parameter's type.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default="inline",
+    show_default=True,
+    help="Where tasks run.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="No live display; print one JSON object with run_id and status at the end.",
+)
 @click.pass_context
-def run(ctx: click.Context, ref: str, params: tuple[str, ...], executor: str, as_json: bool) -> None:
+def run(
+    ctx: click.Context, ref: str, params: tuple[str, ...], executor: str, as_json: bool
+) -> None:
     """Run a pipeline and wait for it to finish.
 
     Shows each node's state while it runs, prints the run id, and exits 0 if the
@@ -91,16 +108,29 @@ def run(ctx: click.Context, ref: str, params: tuple[str, ...], executor: str, as
     bound = pipeline.bind_cli(params)
     workspace = _workspace(ctx)
     if as_json:
-        result = start_run(pipeline, bound, workspace=workspace, executor=executor,
-                           trigger=Trigger.CLI)
+        result = start_run(
+            pipeline, bound, workspace=workspace, executor=executor, trigger=Trigger.CLI
+        )
     else:
         progress = Progress(err, pipeline.name, list(pipeline.graph.order))
         with progress:
-            result = start_run(pipeline, bound, workspace=workspace, executor=executor,
-                               trigger=Trigger.CLI, listener=progress)
+            result = start_run(
+                pipeline,
+                bound,
+                workspace=workspace,
+                executor=executor,
+                trigger=Trigger.CLI,
+                listener=progress,
+            )
     if as_json:
-        _json({"run_id": result.run_id, "status": result.status.value,
-               "pipeline": pipeline.name, "error": result.record.error})
+        _json(
+            {
+                "run_id": result.run_id,
+                "status": result.status.value,
+                "pipeline": pipeline.name,
+                "error": result.record.error,
+            }
+        )
     else:
         colour = "green" if result.ok else "red"
         out.print(f"run [bold]{result.run_id}[/] [{colour}]{result.status.value}[/]")
@@ -116,8 +146,9 @@ def run(ctx: click.Context, ref: str, params: tuple[str, ...], executor: str, as
 @click.option("--status", type=click.Choice([s.value for s in RunState]), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 @click.pass_context
-def runs_command(ctx: click.Context, limit: int, pipeline: str | None, status: str | None,
-                 as_json: bool) -> None:
+def runs_command(
+    ctx: click.Context, limit: int, pipeline: str | None, status: str | None, as_json: bool
+) -> None:
     """List recent runs, newest first."""
     from lockgate.cli.render import runs_table
 
@@ -196,8 +227,13 @@ def artifacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
 
 @artifacts.command("get")
 @click.argument("key", metavar="ARTIFACT")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write to this file instead of standard output.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write to this file instead of standard output.",
+)
 @click.pass_context
 def artifacts_get(ctx: click.Context, key: str, output: Path | None) -> None:
     """Write an artifact's verified bytes in its stored format (JSON, .npy, parquet, ...).

@@ -54,8 +54,13 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.console.is_terminal:
-            self.live = Live(self._render(), console=self.console, refresh_per_second=8,
-                             transient=False, get_renderable=self._render)
+            self.live = Live(
+                self._render(),
+                console=self.console,
+                refresh_per_second=8,
+                transient=False,
+                get_renderable=self._render,
+            )
             self.live.__enter__()
         return self
 
@@ -99,8 +104,9 @@ class Progress:
             label = node_id + (f"[{map_index}]" if map_index is not None else "")
             attempt_text = f" (attempt {attempt})" if attempt > 1 else ""
             suffix = f": {error}" if error else ""
-            self.console.print(f"  {label} {state.value}{attempt_text}{suffix}", markup=False,
-                               highlight=False)
+            self.console.print(
+                f"  {label} {state.value}{attempt_text}{suffix}", markup=False, highlight=False
+            )
 
     def _elapsed(self, node_id: str) -> str:
         start = self.started.get(node_id)
@@ -130,6 +136,7 @@ class Progress:
             if items:
                 done = sum(1 for s in items.values() if s in ("succeeded", "cached"))
                 state_text.append(f" {done}/{len(items)} items", style="dim")
-            table.add_row(node_id, state_text, str(self.attempts.get(node_id) or ""),
-                          self._elapsed(node_id))
+            table.add_row(
+                node_id, state_text, str(self.attempts.get(node_id) or ""), self._elapsed(node_id)
+            )
         return Group(header, table)

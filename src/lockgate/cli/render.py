@@ -35,14 +35,23 @@ def runs_table(records: list[RunRecord]) -> Table | Text:
         table.add_column(column)
     for r in records:
         duration = _secs(r.finished_at - r.created_at) if r.finished_at else ""
-        table.add_row(r.id, r.pipeline, styled(r.status.value), r.trigger, _ago(r.created_at),
-                      duration, (r.git_sha or "")[:10] + ("*" if r.git_dirty else ""))
+        table.add_row(
+            r.id,
+            r.pipeline,
+            styled(r.status.value),
+            r.trigger,
+            _ago(r.created_at),
+            duration,
+            (r.git_sha or "")[:10] + ("*" if r.git_dirty else ""),
+        )
     return table
 
 
 def _node_label(node: dict[str, Any]) -> Text:
-    label = Text(node["id"] + (f"[{node['map_index']}]" if node["map_index"] is not None else ""),
-                 style="bold")
+    label = Text(
+        node["id"] + (f"[{node['map_index']}]" if node["map_index"] is not None else ""),
+        style="bold",
+    )
     label.append("  ")
     label.append_text(styled(node["state"]))
     if node["attempt_count"]:
@@ -99,8 +108,14 @@ def artifacts_table(records: list[ArtifactRecord]) -> Table | Text:
         table.add_column(column)
     for record in records:
         ref = record.ref
-        table.add_row(ref.sha256[:16], ref.serializer, ref.type_name, f"{ref.size:,}",
-                      "inline" if ref.inline is not None else "blob", _ago(record.created_at))
+        table.add_row(
+            ref.sha256[:16],
+            ref.serializer,
+            ref.type_name,
+            f"{ref.size:,}",
+            "inline" if ref.inline is not None else "blob",
+            _ago(record.created_at),
+        )
     return table
 
 

@@ -17,6 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockgate.engine.ids import new_run_id
+from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
+from lockgate.engine.listener import NullListener, RunListener
+from lockgate.engine.rules import decide
 from lockgate.model.graph import Node
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import RunState, TaskState
@@ -24,11 +28,6 @@ from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.clock import Clock, SystemClock
 from lockgate.ports.executor import ErrorInfo, Executor, Finished, Invocation, Outcome, Started
 from lockgate.ports.metadata import AttemptResult, MetadataStore, NewRun, TaskRunRecord
-
-from lockgate.engine.ids import new_run_id
-from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
-from lockgate.engine.listener import NullListener, RunListener
-from lockgate.engine.rules import decide
 
 
 @dataclass(slots=True)
@@ -219,11 +218,22 @@ class _Driver:
         self.store.set_run_state(self.run_id, state, at, error=error)
         self.c.listener.on_run(run_id=self.run_id, state=state, at=at, error=error)
 
-    def _notify(self, unit_node: str, index: int | None, state: TaskState, attempt: int,
-                error: str | None = None) -> None:
+    def _notify(
+        self,
+        unit_node: str,
+        index: int | None,
+        state: TaskState,
+        attempt: int,
+        error: str | None = None,
+    ) -> None:
         self.c.listener.on_task(
-            run_id=self.run_id, node_id=unit_node, map_index=index, state=state,
-            attempt=attempt, at=self.c.clock.now(), error=error,
+            run_id=self.run_id,
+            node_id=unit_node,
+            map_index=index,
+            state=state,
+            attempt=attempt,
+            at=self.c.clock.now(),
+            error=error,
         )
 
     # --- launching ----------------------------------------------------------------
@@ -254,7 +264,9 @@ class _Driver:
             self._fail_node(view, str(exc), at)
             return []
         if not view.items:
-            records = self.store.expand_map(self.run_id, view.node.id, view.node.task.name, width, at)
+            records = self.store.expand_map(
+                self.run_id, view.node.id, view.node.task.name, width, at
+            )
             view.items = [_Unit(view.node, r.id, r.map_index, r.state) for r in records]
         if not view.items:
             self._succeed_node(view, at)
@@ -294,7 +306,9 @@ class _Driver:
         for unit, invocation in batch:
             unit.state = TaskState.QUEUED
             unit.attempt = invocation.attempt
-            consumed = tuple(load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs)))
+            consumed = tuple(
+                load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs))
+            )
             self.flights[invocation.key] = _Flight(unit, invocation, consumed)
             self._notify(unit.node.id, unit.index, TaskState.QUEUED, invocation.attempt)
             self.c.executor.submit(invocation)
@@ -333,7 +347,11 @@ class _Driver:
                 retryable=True,
                 user=False,
             )
-        retry_at = outcome.finished_at + decision.delay if decision.task_state is TaskState.RETRYING else None
+        retry_at = (
+            outcome.finished_at + decision.delay
+            if decision.task_state is TaskState.RETRYING
+            else None
+        )
         applied = self.store.finish_attempt(
             self.run_id,
             AttemptResult(
@@ -377,8 +395,9 @@ class _Driver:
 
     # --- node transitions ---------------------------------------------------------
 
-    def _set_nodes(self, views: list[_NodeView], state: TaskState, at: float,
-                   reason: str | None = None) -> None:
+    def _set_nodes(
+        self, views: list[_NodeView], state: TaskState, at: float, reason: str | None = None
+    ) -> None:
         self.store.set_task_state(self.run_id, [v.tr_id for v in views], state, at, reason=reason)
         for view in views:
             view.state = state
@@ -396,7 +415,8 @@ class _Driver:
         if self.first_failure is None:
             self.first_failure = reason
         doomed = [
-            self.nodes[d] for d in self.graph.descendants(view.node.id)
+            self.nodes[d]
+            for d in self.graph.descendants(view.node.id)
             if not self.nodes[d].state.terminal
         ]
         if doomed:
@@ -415,6 +435,7 @@ class _Driver:
         open_ids += [
             item.tr_id for v in self.nodes.values() for item in v.items if not item.state.terminal
         ]
-        self.store.set_task_state(self.run_id, open_ids, TaskState.CANCELLED, at,
-                                  reason="cancelled by the user")
+        self.store.set_task_state(
+            self.run_id, open_ids, TaskState.CANCELLED, at, reason="cancelled by the user"
+        )
         self._set_run(RunState.CANCELLED, error="cancelled by the user")

@@ -26,7 +26,10 @@ class MapWidthError(Exception):
 
 def _load(node_id: str, output: ArtifactRef | list[ArtifactRef]) -> Any:
     if isinstance(output, list):
-        return [Load(ref, what=f"item {i} of the output of node {node_id!r}") for i, ref in enumerate(output)]
+        return [
+            Load(ref, what=f"item {i} of the output of node {node_id!r}")
+            for i, ref in enumerate(output)
+        ]
     return Load(output, what=f"output of node {node_id!r}")
 
 

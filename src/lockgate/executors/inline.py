@@ -16,8 +16,6 @@ from lockgate.executors.invoke import execute
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import ErrorInfo, ExecutorEvent, Finished, Invocation, Outcome, Started
 
-_warned_timeout = False
-
 
 class InlineExecutor:
     """`Executor` that runs invocations in the coordinator's thread."""
@@ -30,12 +28,12 @@ class InlineExecutor:
         self._queue: deque[Invocation] = deque()
         self._started: Invocation | None = None
         self._cancelled: set[str] = set()
+        self._warned_timeout = False
 
     def submit(self, invocation: Invocation) -> None:
         """Queue the invocation; it runs during a later `poll`."""
-        global _warned_timeout
-        if invocation.timeout is not None and not _warned_timeout:
-            _warned_timeout = True
+        if invocation.timeout is not None and not self._warned_timeout:
+            self._warned_timeout = True
             warnings.warn(
                 f"task {invocation.task.name!r} has a timeout, which the inline executor "
                 "cannot enforce while the function runs: an overrun is recorded as timed_out "
@@ -58,8 +56,9 @@ class InlineExecutor:
             invocation = self._queue.popleft()
             if invocation.key in self._cancelled:
                 now = time.time()
-                error = ErrorInfo("lockgate.Cancelled", "cancelled before it started",
-                                  retryable=False, user=False)
+                error = ErrorInfo(
+                    "lockgate.Cancelled", "cancelled before it started", retryable=False, user=False
+                )
                 return [Finished(Outcome(invocation.key, now, now, error=error))]
             self._started = invocation
             return [Started(invocation.key, time.time())]

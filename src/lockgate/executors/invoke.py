@@ -19,7 +19,9 @@ from lockgate.ports.executor import ErrorInfo, Invocation, Load, Outcome
 
 def _qualname(exc: BaseException) -> str:
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def _materialize(value: Any, store: ArtifactStore) -> Any:
@@ -47,8 +49,15 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
         args = _materialize(invocation.args, store)
         kwargs = _materialize(dict(invocation.kwargs), store)
     except ArtifactError as exc:
-        return failed(ErrorInfo(_qualname(exc), f"cannot load input of {where}: {exc}",
-                                traceback.format_exc(), retryable=False, user=False))
+        return failed(
+            ErrorInfo(
+                _qualname(exc),
+                f"cannot load input of {where}: {exc}",
+                traceback.format_exc(),
+                retryable=False,
+                user=False,
+            )
+        )
 
     token = enter(
         TaskContext(
@@ -75,8 +84,9 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
     except UnserializableOutputError as exc:
         return failed(ErrorInfo(_qualname(exc), str(exc), "", retryable=False, user=True))
     except ArtifactError as exc:
-        return failed(ErrorInfo(_qualname(exc), str(exc), traceback.format_exc(),
-                                retryable=True, user=False))
+        return failed(
+            ErrorInfo(_qualname(exc), str(exc), traceback.format_exc(), retryable=True, user=False)
+        )
     finished = time.time()
     timed_out = invocation.timeout is not None and finished - started > invocation.timeout
     return Outcome(invocation.key, started, finished, output=ref, timed_out=timed_out)

@@ -8,6 +8,7 @@ task's source, an argument or an edge gives a new pipeline version.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -181,8 +182,12 @@ class Graph:
             path.append(nxt)
         cycle.reverse()  # upstream walk -> read it in execution direction
         edges = []
-        for a, b in zip(cycle, cycle[1:], strict=False):
-            kind = "after=" if a in self.nodes[b].after and a not in self.nodes[b].data_inputs else "data"
+        for a, b in itertools.pairwise(cycle):
+            kind = (
+                "after="
+                if a in self.nodes[b].after and a not in self.nodes[b].data_inputs
+                else "data"
+            )
             edges.append(f"{a} -> {b} ({kind})")
         return (
             f"pipeline {self.pipeline!r} has a cycle: {' -> '.join(cycle)}. "

@@ -190,7 +190,7 @@ def read_params(fn: Callable[..., Any], pipeline: str) -> tuple[ParamSpec, ...]:
     """Read a pipeline function's parameters from its signature and annotations."""
     try:
         hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable forward refs: fall back to defaults
+    except Exception:
         hints = {}
     specs = []
     for param in inspect.signature(fn).parameters.values():
@@ -201,7 +201,11 @@ def read_params(fn: Callable[..., Any], pipeline: str) -> tuple[ParamSpec, ...]:
             )
         kind, optional = _kind_of(hints.get(param.name, _MISSING), param.default)
         spec = ParamSpec(param.name, kind, optional, param.default)
-        if not spec.required and spec.default is not None and not _is_json(spec.to_json(spec.default)):
+        if (
+            not spec.required
+            and spec.default is not None
+            and not _is_json(spec.to_json(spec.default))
+        ):
             raise DefinitionError(
                 f"pipeline {pipeline!r}: the default of parameter {param.name!r} "
                 f"({spec.default!r}) must be JSON-like so runs can store it"

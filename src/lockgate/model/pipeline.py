@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
+from types import CodeType
 from typing import Any, overload
 
 from lockgate.errors import DuplicatePipelineError, InvalidPolicyError, TracingError
@@ -114,7 +115,9 @@ def pipeline(
         pipeline_name = name if name is not None else func.__name__
         if not isinstance(pipeline_name, str) or not _valid_name(pipeline_name):
             raise InvalidPolicyError.for_field(
-                f"pipeline {pipeline_name!r}", "name", pipeline_name,
+                f"pipeline {pipeline_name!r}",
+                "name",
+                pipeline_name,
                 "letters, digits, '_', '-' or '.', starting with a letter",
             )
         defined = _DEFINED.setdefault(func.__module__, {})
@@ -147,7 +150,8 @@ def _same_file_other_line(first: Callable[..., Any], second: Callable[..., Any])
     # Module-level definitions only: factories and test functions define
     # pipelines repeatedly on purpose, and a re-executed notebook cell comes
     # from a new pseudo-file.
-    a, b = getattr(first, "__code__", None), getattr(second, "__code__", None)
+    a: CodeType | None = getattr(first, "__code__", None)
+    b: CodeType | None = getattr(second, "__code__", None)
     if a is None or b is None or "<locals>" in second.__qualname__:
         return False
     return a.co_filename == b.co_filename and a.co_firstlineno != b.co_firstlineno

@@ -14,7 +14,6 @@ from lockgate.errors import InvalidPolicyError
 from lockgate.model.units import parse_duration, parse_size
 
 
-
 @dataclass(frozen=True, slots=True)
 class CachePolicy:
     """Reuse a previous successful result when the cache key matches.
@@ -78,7 +77,9 @@ def make_retry_policy(
         or not math.isfinite(backoff)
         or backoff < 1
     ):
-        raise InvalidPolicyError.for_field(owner, "backoff", backoff, "a number >= 1 (1 = constant)")
+        raise InvalidPolicyError.for_field(
+            owner, "backoff", backoff, "a number >= 1 (1 = constant)"
+        )
     if isinstance(retry_on, type):
         retry_on = (retry_on,)
     if (
@@ -115,9 +116,7 @@ def make_cache_policy(owner: str, cache: object) -> CachePolicy | None:
     if cache is True:
         return CachePolicy()
     if isinstance(cache, CachePolicy):
-        if cache.expire is not None and (
-            not math.isfinite(cache.expire) or cache.expire <= 0
-        ):
+        if cache.expire is not None and (not math.isfinite(cache.expire) or cache.expire <= 0):
             raise InvalidPolicyError.for_field(owner, "cache.expire", cache.expire, "seconds > 0")
         return cache
     raise InvalidPolicyError.for_field(owner, "cache", cache, "True, False or a CachePolicy")
@@ -150,9 +149,7 @@ def make_resources(owner: str, resources: object) -> Resources:
             or not math.isfinite(value)
             or value < 0
         ):
-            raise InvalidPolicyError.for_field(
-                owner, f"resources[{key!r}]", value, "a number >= 0"
-            )
+            raise InvalidPolicyError.for_field(owner, f"resources[{key!r}]", value, "a number >= 0")
         values[key] = float(value)
     return Resources(
         cpu=values.pop("cpu", None),

@@ -34,7 +34,13 @@ class TaskState(StrEnum):
 
 
 _TERMINAL_TASK = frozenset(
-    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CACHED, TaskState.SKIPPED, TaskState.CANCELLED}
+    {
+        TaskState.SUCCEEDED,
+        TaskState.FAILED,
+        TaskState.CACHED,
+        TaskState.SKIPPED,
+        TaskState.CANCELLED,
+    }
 )
 
 
@@ -69,9 +75,11 @@ class EventKind(StrEnum):
     """What an event row records. Task events carry the node and attempt."""
 
     RUN_CREATED = "run_created"
+    RUN_QUEUED = "run_queued"
     RUN_STARTED = "run_started"
     RUN_SUCCEEDED = "run_succeeded"
     RUN_FAILED = "run_failed"
+    RUN_GATE_FAILED = "run_gate_failed"
     RUN_CANCELLED = "run_cancelled"
     TASK_QUEUED = "task_queued"
     TASK_STARTED = "task_started"
@@ -86,13 +94,15 @@ class EventKind(StrEnum):
     @classmethod
     def for_task(cls, state: TaskState) -> EventKind:
         """The event kind recorded when a task run enters `state`."""
+        if state is TaskState.RUNNING:
+            return cls.TASK_STARTED
         return cls(f"task_{state.value}")
 
     @classmethod
     def for_run(cls, state: RunState) -> EventKind:
         """The event kind recorded when a run enters `state`."""
-        if state is RunState.GATE_FAILED:
-            return cls.RUN_FAILED
+        if state is RunState.RUNNING:
+            return cls.RUN_STARTED
         return cls(f"run_{state.value}")
 
 

@@ -88,9 +88,7 @@ class Task:
                 "inside the @lg.pipeline function that produced the placeholder."
             )
         if after:
-            raise TracingError(
-                f"task {self.name!r}: after= only applies inside a pipeline body"
-            )
+            raise TracingError(f"task {self.name!r}: after= only applies inside a pipeline body")
         return self.fn(*args, **kwargs)
 
     def map(self, items: Any, /, *, after: Any = (), **const: Any) -> Any:

@@ -171,8 +171,12 @@ class GraphBuilder:
             count += 1
             node_id = f"{task.name}_{count}"
         where = f"pipeline {self.pipeline!r}, node {node_id!r}"
-        targs = tuple(self._template(a, lambda i=i: f"{where}: argument {i}") for i, a in enumerate(args))
-        tkwargs = {k: self._template(v, lambda k=k: f"{where}: argument {k!r}") for k, v in kwargs.items()}
+        targs = tuple(
+            self._template(a, lambda i=i: f"{where}: argument {i}") for i, a in enumerate(args)
+        )
+        tkwargs = {
+            k: self._template(v, lambda k=k: f"{where}: argument {k!r}") for k, v in kwargs.items()
+        }
         task.check_call(targs, tkwargs, where=where, mapped=mapped)
         self._nodes[node_id] = {
             "task": task,

@@ -36,11 +36,13 @@ def describe_artifact(workspace: Workspace, key: str) -> dict[str, Any]:
     edges = workspace.metadata.lineage(record.ref.sha256)
     view["produced_by"] = [
         {"run_id": e.run_id, "node": e.node_id, "map_index": e.map_index}
-        for e in edges if e.direction == "produced"
+        for e in edges
+        if e.direction == "produced"
     ]
     view["consumed_by"] = [
         {"run_id": e.run_id, "node": e.node_id, "map_index": e.map_index}
-        for e in edges if e.direction == "consumed"
+        for e in edges
+        if e.direction == "consumed"
     ]
     return view
 

@@ -1,9 +1,9 @@
 """Settings from the environment: where metadata and artifacts live.
 
-    LOCKGATE_HOME           state directory (default: ./.lockgate)
-    LOCKGATE_DB_URL         metadata database URL (default: SQLite file in LOCKGATE_HOME)
-    LOCKGATE_ARTIFACT_ROOT  artifact store root, a path or fsspec URL
-                            (default: LOCKGATE_HOME/artifacts)
+LOCKGATE_HOME           state directory (default: ./.lockgate)
+LOCKGATE_DB_URL         metadata database URL (default: SQLite file in LOCKGATE_HOME)
+LOCKGATE_ARTIFACT_ROOT  artifact store root, a path or fsspec URL
+                        (default: LOCKGATE_HOME/artifacts)
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ class Settings:
     artifact_root: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, home: str | Path | None = None) -> Settings:
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, home: str | Path | None = None
+    ) -> Settings:
         """Read settings from `env` (default: os.environ); `home` overrides LOCKGATE_HOME.
 
         Raises:

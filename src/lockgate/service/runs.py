@@ -96,7 +96,9 @@ def load_output(workspace: Workspace, run_id: str, node_id: str) -> Any:
     records = [r for r in workspace.metadata.task_runs(run_id) if r.node_id == node_id]
     if not records:
         known = sorted({r.node_id for r in workspace.metadata.task_runs(run_id)})
-        raise NodeNotFoundError(f"run {run_id} has no node {node_id!r}; its nodes: {', '.join(known)}")
+        raise NodeNotFoundError(
+            f"run {run_id} has no node {node_id!r}; its nodes: {', '.join(known)}"
+        )
     whole = next(r for r in records if r.map_index is None)
     if not whole.state.done_ok:
         raise RunFailedError(
@@ -114,7 +116,9 @@ def _load(workspace: Workspace, record: TaskRunRecord) -> Any:
     stored = workspace.metadata.get_artifact(record.output.sha256)
     trusted = stored is not None and stored.origin == "task"
     return workspace.artifacts.get(
-        record.output, trusted=trusted, what=f"output of node {record.label!r} (run {record.run_id})"
+        record.output,
+        trusted=trusted,
+        what=f"output of node {record.label!r} (run {record.run_id})",
     )
 
 

@@ -27,7 +27,7 @@ metadata = sa.MetaData(
 )
 
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Time = sa.Double()
+Time: sa.Double[float] = sa.Double()
 
 pipelines = sa.Table(
     "pipelines",

@@ -193,10 +193,17 @@ class SqlMetadataStore:
                         for node_id, task_name in new.nodes
                     ],
                 )
-            self._event(conn, new.run_id, EventKind.RUN_CREATED, new.created_at,
-                        payload={"trigger": new.trigger, "pipeline_version": new.pipeline_version})
+            self._event(
+                conn,
+                new.run_id,
+                EventKind.RUN_CREATED,
+                new.created_at,
+                payload={"trigger": new.trigger, "pipeline_version": new.pipeline_version},
+            )
             rows = conn.execute(
-                sa.select(task_runs).where(task_runs.c.run_id == new.run_id).order_by(task_runs.c.id)
+                sa.select(task_runs)
+                .where(task_runs.c.run_id == new.run_id)
+                .order_by(task_runs.c.id)
             ).all()
         return [_task_run(row) for row in rows]
 
@@ -250,8 +257,14 @@ class SqlMetadataStore:
                 parent = conn.execute(
                     sa.select(task_runs.c.id).where(item, task_runs.c.map_index == WHOLE_NODE)
                 ).scalar_one()
-                self._event(conn, run_id, EventKind.MAP_EXPANDED, at, task_run_id=parent,
-                            payload={"items": count})
+                self._event(
+                    conn,
+                    run_id,
+                    EventKind.MAP_EXPANDED,
+                    at,
+                    task_run_id=parent,
+                    payload={"items": count},
+                )
             rows = conn.execute(
                 sa.select(task_runs)
                 .where(item, task_runs.c.map_index >= 0)
@@ -268,7 +281,11 @@ class SqlMetadataStore:
                 task_runs.update()
                 .where(
                     task_runs.c.id == sa.bindparam("tr"),
-                    task_runs.c.state.in_([TaskState.PENDING.value, TaskState.RETRYING.value]),
+                    # IN (...) cannot be used with executemany: spell it out.
+                    sa.or_(
+                        task_runs.c.state == TaskState.PENDING.value,
+                        task_runs.c.state == TaskState.RETRYING.value,
+                    ),
                 )
                 .values(
                     state=TaskState.QUEUED.value,
@@ -325,8 +342,9 @@ class SqlMetadataStore:
                 .where(attempts.c.task_run_id == task_run_id, attempts.c.number == attempt)
                 .values(state=AttemptState.RUNNING.value, started_at=at)
             )
-            self._event(conn, run_id, EventKind.TASK_STARTED, at,
-                        task_run_id=task_run_id, attempt=attempt)
+            self._event(
+                conn, run_id, EventKind.TASK_STARTED, at, task_run_id=task_run_id, attempt=attempt
+            )
         return True
 
     def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
@@ -400,9 +418,15 @@ class SqlMetadataStore:
                     payload["retry_at"] = result.retry_at
                 if result.output is not None:
                     payload["output"] = result.output.uri
-                self._event(conn, run_id, EventKind.for_task(result.task_state),
-                            result.finished_at, task_run_id=result.task_run_id,
-                            attempt=result.attempt, payload=payload)
+                self._event(
+                    conn,
+                    run_id,
+                    EventKind.for_task(result.task_state),
+                    result.finished_at,
+                    task_run_id=result.task_run_id,
+                    attempt=result.attempt,
+                    payload=payload,
+                )
         except _Fenced:
             return False
         return True
@@ -435,7 +459,9 @@ class SqlMetadataStore:
             if reason is not None and state in (TaskState.FAILED, TaskState.SKIPPED):
                 values["error"] = reason
             conn.execute(
-                task_runs.update().where(task_runs.c.id.in_([r.id for r in open_ids])).values(**values)
+                task_runs.update()
+                .where(task_runs.c.id.in_([r.id for r in open_ids]))
+                .values(**values)
             )
             payload = {"reason": reason} if reason else {}
             conn.execute(
@@ -461,8 +487,10 @@ class SqlMetadataStore:
     # --- reads ----------------------------------------------------------------
 
     def _runs_query(self) -> sa.Select[Any]:
-        return sa.select(*_RUN_COLUMNS).join_from(runs, pipelines).join(
-            pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id
+        return (
+            sa.select(*_RUN_COLUMNS)
+            .join_from(runs, pipelines)
+            .join(pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id)
         )
 
     def get_run(self, run_id: str) -> RunRecord:

@@ -1,0 +1,231 @@
+"""The contract every `MetadataStore` implementation passes.
+
+Subclass `MetadataStoreContract` in a test module and provide a `store`
+fixture returning a fresh, empty store. The tests use only the port.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from lockgate.errors import RunNotFoundError
+from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
+from lockgate.ports.artifacts import ArtifactRef
+from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.metadata import (
+    ArtifactRecord,
+    AttemptResult,
+    MetadataStore,
+    NewRun,
+    TaskRunRecord,
+)
+
+T0 = 1_790_000_000.0
+
+
+def ref(content: str) -> ArtifactRef:
+    """A small inline artifact ref for `content`."""
+    data = content.encode()
+    return ArtifactRef(
+        hashlib.sha256(data).hexdigest(), "bytes", len(data), "builtins.bytes", inline=data
+    )
+
+
+def new_run(run_id: str = "r-1", pipeline: str = "nightly", nodes: Any = None) -> NewRun:
+    """A run of a three-node chain a -> b -> c."""
+    return NewRun(
+        run_id=run_id,
+        pipeline=pipeline,
+        pipeline_version="v" * 64,
+        graph={"pipeline": pipeline, "nodes": [], "output": None},
+        params={"day": "2026-11-25"},
+        trigger="cli",
+        created_at=T0,
+        nodes=nodes if nodes is not None else [("a", "a"), ("b", "b"), ("c", "c")],
+        git_sha="abc123",
+        git_dirty=False,
+    )
+
+
+def succeed(
+    store: MetadataStore,
+    run_id: str,
+    record: TaskRunRecord,
+    output: ArtifactRef,
+    consumed: tuple[str, ...] = (),
+    attempt: int = 1,
+) -> bool:
+    """Queue, start and commit one successful attempt."""
+    store.queue_attempts(run_id, [(record.id, attempt)], T0 + 1)
+    store.start_attempt(run_id, record.id, attempt, T0 + 2)
+    return store.finish_attempt(
+        run_id,
+        AttemptResult(
+            record.id,
+            attempt,
+            AttemptState.SUCCEEDED,
+            TaskState.SUCCEEDED,
+            finished_at=T0 + 3,
+            output=output,
+            consumed=consumed,
+        ),
+    )
+
+
+class MetadataStoreContract:
+    """Behaviour every metadata store must show."""
+
+    @pytest.fixture
+    def store(self) -> MetadataStore:
+        """A fresh, empty store (subclasses override)."""
+        raise NotImplementedError
+
+    def test_create_run_records_pending_task_runs_in_order(self, store: MetadataStore) -> None:
+        records = store.create_run(new_run())
+        assert [r.node_id for r in records] == ["a", "b", "c"]
+        assert all(r.state is TaskState.PENDING and r.attempts == 0 for r in records)
+        run = store.get_run("r-1")
+        assert run.status is RunState.QUEUED
+        assert run.pipeline == "nightly" and run.params == {"day": "2026-11-25"}
+        assert run.git_sha == "abc123" and run.git_dirty is False
+        assert [e.kind for e in store.events("r-1")] == [EventKind.RUN_CREATED]
+
+    def test_get_run_by_prefix_and_clear_errors(self, store: MetadataStore) -> None:
+        store.create_run(new_run("r-20261126-aaa"))
+        store.create_run(new_run("r-20261126-aab"))
+        assert store.get_run("r-20261126-aaa").id == "r-20261126-aaa"
+        with pytest.raises(RunNotFoundError, match="matches several runs"):
+            store.get_run("r-20261126-aa")
+        with pytest.raises(RunNotFoundError, match="no run 'r-nope'"):
+            store.get_run("r-nope")
+        with pytest.raises(RunNotFoundError):
+            store.get_run("r-20261126-%")
+
+    def test_successful_attempt_commits_output_lineage_and_events(
+        self, store: MetadataStore
+    ) -> None:
+        a, b, _ = store.create_run(new_run())
+        store.set_run_state("r-1", RunState.RUNNING, T0 + 0.5)
+        out_a, out_b = ref("A"), ref("B")
+        assert succeed(store, "r-1", a, out_a)
+        assert succeed(store, "r-1", b, out_b, consumed=(out_a.sha256,))
+        runs = {r.node_id: r for r in store.task_runs("r-1")}
+        assert runs["a"].state is TaskState.SUCCEEDED and runs["a"].output == out_a
+        assert runs["a"].output is not None and runs["a"].output.inline == b"A"
+        attempt = store.attempts("r-1")[0]
+        assert (attempt.number, attempt.state) == (1, AttemptState.SUCCEEDED)
+        assert (attempt.queued_at, attempt.started_at, attempt.finished_at) == (
+            T0 + 1,
+            T0 + 2,
+            T0 + 3,
+        )
+        assert attempt.queue_time == 1.0
+        edges = store.lineage(out_a.sha256)
+        assert {(e.node_id, e.direction) for e in edges} == {("a", "produced"), ("b", "consumed")}
+        kinds = [e.kind for e in store.events("r-1") if e.node_id == "a"]
+        assert kinds == [EventKind.TASK_QUEUED, EventKind.TASK_STARTED, EventKind.TASK_SUCCEEDED]
+
+    def test_repeated_commit_is_a_no_op(self, store: MetadataStore) -> None:
+        a, _, _ = store.create_run(new_run())
+        out = ref("A")
+        assert succeed(store, "r-1", a, out)
+        again = AttemptResult(
+            a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, finished_at=T0 + 9, output=out
+        )
+        assert store.finish_attempt("r-1", again) is False
+        assert len(store.lineage(out.sha256)) == 1
+        assert [e.kind for e in store.events("r-1")].count(EventKind.TASK_SUCCEEDED) == 1
+        assert store.attempts("r-1")[0].finished_at == T0 + 3
+
+    def test_late_result_of_an_old_attempt_is_fenced(self, store: MetadataStore) -> None:
+        a, _, _ = store.create_run(new_run())
+        store.queue_attempts("r-1", [(a.id, 1)], T0)
+        store.start_attempt("r-1", a.id, 1, T0)
+        error = ErrorInfo("ValueError", "boom")
+        assert store.finish_attempt(
+            "r-1",
+            AttemptResult(
+                a.id,
+                1,
+                AttemptState.FAILED,
+                TaskState.RETRYING,
+                finished_at=T0 + 1,
+                error=error,
+                retry_at=T0 + 2,
+            ),
+        )
+        store.queue_attempts("r-1", [(a.id, 2)], T0 + 2)
+        assert store.start_attempt("r-1", a.id, 1, T0 + 3) is False
+        late = AttemptResult(
+            a.id,
+            1,
+            AttemptState.SUCCEEDED,
+            TaskState.SUCCEEDED,
+            finished_at=T0 + 4,
+            output=ref("late"),
+        )
+        assert store.finish_attempt("r-1", late) is False
+        assert store.start_attempt("r-1", a.id, 2, T0 + 5)
+        record = next(r for r in store.task_runs("r-1") if r.node_id == "a")
+        assert (record.state, record.attempts, record.output) == (TaskState.RUNNING, 2, None)
+        attempts = store.attempts("r-1")
+        assert [(x.number, x.state) for x in attempts] == [
+            (1, AttemptState.FAILED),
+            (2, AttemptState.RUNNING),
+        ]
+        assert attempts[0].error is not None and attempts[0].error.message == "boom"
+        assert store.get_artifact(ref("late").sha256) is None
+
+    def test_set_task_state_leaves_terminal_rows_alone(self, store: MetadataStore) -> None:
+        a, b, c = store.create_run(new_run())
+        succeed(store, "r-1", a, ref("A"))
+        store.set_task_state(
+            "r-1", [a.id, b.id, c.id], TaskState.SKIPPED, T0 + 5, reason="upstream node 'x' failed"
+        )
+        states = {r.node_id: (r.state, r.error) for r in store.task_runs("r-1")}
+        assert states["a"] == (TaskState.SUCCEEDED, None)
+        assert states["b"] == (TaskState.SKIPPED, "upstream node 'x' failed")
+        skipped = [e for e in store.events("r-1") if e.kind is EventKind.TASK_SKIPPED]
+        assert [e.node_id for e in skipped] == ["b", "c"]
+
+    def test_expand_map_is_idempotent(self, store: MetadataStore) -> None:
+        store.create_run(new_run(nodes=[("m", "work")]))
+        first = store.expand_map("r-1", "m", "work", 3, T0)
+        second = store.expand_map("r-1", "m", "work", 3, T0 + 1)
+        assert [r.map_index for r in first] == [0, 1, 2]
+        assert [r.id for r in first] == [r.id for r in second]
+        assert len(store.task_runs("r-1")) == 4
+        assert [e.kind for e in store.events("r-1")].count(EventKind.MAP_EXPANDED) == 1
+
+    def test_run_state_timestamps(self, store: MetadataStore) -> None:
+        store.create_run(new_run())
+        store.set_run_state("r-1", RunState.RUNNING, T0 + 1)
+        store.set_run_state("r-1", RunState.RUNNING, T0 + 2)
+        store.heartbeat("r-1", T0 + 3)
+        store.set_run_state("r-1", RunState.FAILED, T0 + 4, error="node 'a' failed")
+        run = store.get_run("r-1")
+        assert (run.started_at, run.heartbeat_at, run.finished_at) == (T0 + 1, T0 + 3, T0 + 4)
+        assert run.status is RunState.FAILED and run.error == "node 'a' failed"
+        assert store.events("r-1")[-1].payload == {"error": "node 'a' failed"}
+
+    def test_list_runs_newest_first_with_filters(self, store: MetadataStore) -> None:
+        for i, pipeline in enumerate(["a", "b", "a"]):
+            run = new_run(f"r-{i}", pipeline)
+            store.create_run(replace(run, created_at=T0 + i))
+        assert [r.id for r in store.list_runs()] == ["r-2", "r-1", "r-0"]
+        assert [r.id for r in store.list_runs(pipeline="a")] == ["r-2", "r-0"]
+        assert [r.id for r in store.list_runs(limit=1)] == ["r-2"]
+        assert store.list_runs(status=RunState.SUCCEEDED) == []
+
+    def test_artifacts_are_recorded_once(self, store: MetadataStore) -> None:
+        record = ArtifactRecord(ref("X"), T0, origin="import")
+        store.add_artifact(record)
+        store.add_artifact(ArtifactRecord(ref("X"), T0 + 1, origin="task"))
+        stored = store.get_artifact(ref("X").sha256)
+        assert stored is not None and stored.origin == "import" and stored.ref.inline == b"X"
+        listed = store.list_artifacts()
+        assert len(listed) == 1 and listed[0].ref.inline is None

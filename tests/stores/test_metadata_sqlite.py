@@ -1,0 +1,105 @@
+"""The SQLite metadata store: the contract, plus SQLite's own guarantees."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from lockgate.errors import MetadataBusyError, SchemaVersionError
+from lockgate.stores.metadata import connect, migrate
+from lockgate.stores.metadata.schema import SCHEMA_REVISION, metadata
+from lockgate.stores.metadata.sql import SqlMetadataStore
+from lockgate.testing.metadata_contract import MetadataStoreContract, new_run
+
+
+class TestSqliteContract(MetadataStoreContract):
+    @pytest.fixture
+    def store(self, tmp_path: Path):
+        store = SqlMetadataStore(f"sqlite:///{tmp_path / 'lockgate.db'}")
+        yield store
+        store.close()
+
+
+def test_new_database_is_migrated_in_wal_mode_with_full_sync(tmp_path: Path):
+    path = tmp_path / "nested" / "lockgate.db"
+    store = SqlMetadataStore(f"sqlite:///{path}")
+    store.create_run(new_run())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert (
+            conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == SCHEMA_REVISION
+        )
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    with store._writer.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    store.close()
+
+
+def test_migrations_produce_exactly_the_declared_schema(tmp_path: Path):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_database_from_a_newer_lockgate_is_refused(tmp_path: Path):
+    path = tmp_path / "newer.db"
+    SqlMetadataStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaVersionError, match="written by a newer lockgate"):
+        SqlMetadataStore(f"sqlite:///{path}")
+
+
+def test_database_at_an_older_revision_asks_for_db_upgrade(tmp_path: Path, monkeypatch):
+    # Simulate the next release: its head is 0002 and this database is at 0001.
+    path = tmp_path / "older.db"
+    SqlMetadataStore(f"sqlite:///{path}").close()
+    monkeypatch.setattr(migrate, "SCHEMA_REVISION", "0002")
+    monkeypatch.setattr(migrate, "_known_revisions", lambda: {"0001", "0002"})
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with pytest.raises(SchemaVersionError) as info:
+        migrate.ensure_schema(engine, str(path))
+    assert "lockgate db upgrade" in str(info.value) and "0001" in str(info.value)
+
+
+def test_foreign_database_is_refused(tmp_path: Path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+    with pytest.raises(SchemaVersionError, match="no lockgate schema stamp"):
+        SqlMetadataStore(f"sqlite:///{path}")
+
+
+def test_a_held_write_lock_gives_a_clear_busy_error(tmp_path: Path):
+    path = tmp_path / "busy.db"
+    store = SqlMetadataStore(f"sqlite:///{path}", busy_timeout=0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(MetadataBusyError) as info:
+            store.create_run(new_run())
+        message = str(info.value)
+        assert str(path) in message and "write lock" in message
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.create_run(new_run())  # nothing half-written: the same run id is still free
+    assert store.get_run("r-1").pipeline == "nightly"
+    store.close()
+
+
+def test_urls_are_redacted_in_messages():
+    assert connect.redact("postgresql+psycopg://bob:hunter2@db/x") == (
+        "postgresql+psycopg://bob:***@db/x"
+    )
+    assert "hunter2" not in connect.describe("postgresql+psycopg://bob:hunter2@db/x")
