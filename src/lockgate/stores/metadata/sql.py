@@ -14,12 +14,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.errors import MetadataBusyError, MetadataError, RunNotFoundError
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
-from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptRecord,
@@ -30,7 +27,7 @@ from lockgate.ports.metadata import (
     RunRecord,
     TaskRunRecord,
 )
-from lockgate.stores.metadata import connect
+from lockgate.stores.metadata import connect, records
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.schema import (
     WHOLE_NODE,
@@ -43,9 +40,9 @@ from lockgate.stores.metadata.schema import (
     runs,
     task_runs,
 )
+from lockgate.stores.metadata.statements import Statements, insert_ignore
 
 _TERMINAL = [s.value for s in TaskState if s.terminal]
-_OPEN_FOR_ATTEMPT = [TaskState.QUEUED.value, TaskState.RUNNING.value]
 _RUN_COLUMNS = (
     runs,
     pipelines.c.name.label("pipeline"),
@@ -71,6 +68,7 @@ class SqlMetadataStore:
         self.busy_timeout = busy_timeout
         self._writer, self._reader = connect.engines(url, busy_timeout=busy_timeout)
         self._dialect = self._writer.dialect.name
+        self._st = Statements(self._dialect)
         with self._errors():
             ensure_schema(self._writer, connect.redact(url))
 
@@ -110,11 +108,10 @@ class SqlMetadataStore:
             yield conn
 
     def _insert_ignore(self, table: sa.Table) -> Any:
-        dialect = postgresql if self._dialect == "postgresql" else sqlite
-        return dialect.insert(table).on_conflict_do_nothing()
+        return insert_ignore(self._dialect, table)
 
-    @staticmethod
     def _event(
+        self,
         conn: sa.Connection,
         run_id: str,
         kind: EventKind,
@@ -125,14 +122,8 @@ class SqlMetadataStore:
         payload: Mapping[str, Any] | None = None,
     ) -> None:
         conn.execute(
-            events.insert().values(
-                run_id=run_id,
-                task_run_id=task_run_id,
-                attempt=attempt,
-                kind=kind.value,
-                at=at,
-                payload=dict(payload or {}),
-            )
+            self._st.insert_event,
+            records.event_row(run_id, kind, at, task_run_id, attempt, payload),
         )
 
     def close(self) -> None:
@@ -205,7 +196,7 @@ class SqlMetadataStore:
                 .where(task_runs.c.run_id == new.run_id)
                 .order_by(task_runs.c.id)
             ).all()
-        return [_task_run(row) for row in rows]
+        return [records.task_run_record(row) for row in rows]
 
     def set_run_state(
         self, run_id: str, state: RunState, at: float, *, error: str | None = None
@@ -270,34 +261,17 @@ class SqlMetadataStore:
                 .where(item, task_runs.c.map_index >= 0)
                 .order_by(task_runs.c.map_index)
             ).all()
-        return [_task_run(row) for row in rows]
+        return [records.task_run_record(row) for row in rows]
 
     def queue_attempts(self, run_id: str, items: Sequence[tuple[int, int]], at: float) -> None:
         """Queue attempt `n` of each task run in `items`."""
         if not items:
             return
+        st = self._st
         with self._tx() as conn:
+            conn.execute(st.queue_task_run, [{"tr": tr, "n": n, "at": at} for tr, n in items])
             conn.execute(
-                task_runs.update()
-                .where(
-                    task_runs.c.id == sa.bindparam("tr"),
-                    # IN (...) cannot be used with executemany: spell it out.
-                    sa.or_(
-                        task_runs.c.state == TaskState.PENDING.value,
-                        task_runs.c.state == TaskState.RETRYING.value,
-                    ),
-                )
-                .values(
-                    state=TaskState.QUEUED.value,
-                    attempts=sa.bindparam("n"),
-                    queued_at=at,
-                    started_at=None,
-                    retry_at=None,
-                ),
-                [{"tr": tr, "n": n} for tr, n in items],
-            )
-            conn.execute(
-                attempts.insert(),
+                st.insert_attempt,
                 [
                     {
                         "task_run_id": tr,
@@ -309,97 +283,77 @@ class SqlMetadataStore:
                 ],
             )
             conn.execute(
-                events.insert(),
-                [
-                    {
-                        "run_id": run_id,
-                        "task_run_id": tr,
-                        "attempt": n,
-                        "kind": EventKind.TASK_QUEUED.value,
-                        "at": at,
-                        "payload": {},
-                    }
-                    for tr, n in items
-                ],
+                st.insert_event,
+                [records.event_row(run_id, EventKind.TASK_QUEUED, at, tr, n) for tr, n in items],
             )
 
     def start_attempt(self, run_id: str, task_run_id: int, attempt: int, at: float) -> bool:
         """Mark the current queued attempt running; False if it is not current."""
+        st = self._st
+        params = {"tr": task_run_id, "n": attempt, "at": at}
         with self._tx() as conn:
-            changed = conn.execute(
-                task_runs.update()
-                .where(
-                    task_runs.c.id == task_run_id,
-                    task_runs.c.attempts == attempt,
-                    task_runs.c.state == TaskState.QUEUED.value,
-                )
-                .values(state=TaskState.RUNNING.value, started_at=at)
-            ).rowcount
-            if not changed:
+            if not conn.execute(st.start_task_run, params).rowcount:
                 return False
+            conn.execute(st.start_attempt, params)
             conn.execute(
-                attempts.update()
-                .where(attempts.c.task_run_id == task_run_id, attempts.c.number == attempt)
-                .values(state=AttemptState.RUNNING.value, started_at=at)
-            )
-            self._event(
-                conn, run_id, EventKind.TASK_STARTED, at, task_run_id=task_run_id, attempt=attempt
+                st.insert_event,
+                records.event_row(run_id, EventKind.TASK_STARTED, at, task_run_id, attempt),
             )
         return True
 
     def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
         """Commit an attempt's end in one transaction, once."""
-        task_values: dict[str, Any] = {
-            "state": result.task_state.value,
-            "retry_at": result.retry_at,
-            "error": result.error.summary() if result.error else None,
-        }
-        if result.task_state.terminal:
-            task_values["finished_at"] = result.finished_at
-        if result.output is not None:
-            task_values["output_sha256"] = result.output.sha256
+        st = self._st
+        error = result.error
+        output = result.output
+        keys = {"tr": result.task_run_id, "n": result.attempt}
+        payload: dict[str, Any] = {}
+        if error is not None:
+            payload["error"] = error.summary()
+            payload["retryable"] = error.retryable
+        if result.retry_at is not None:
+            payload["retry_at"] = result.retry_at
+        if output is not None:
+            payload["output"] = output.uri
+        edges = [(sha, "consumed") for sha in dict.fromkeys(result.consumed)]
+        if output is not None:
+            edges.append((output.sha256, "produced"))
         try:
             with self._tx() as conn:
-                if result.output is not None:
+                if output is not None:
                     conn.execute(
-                        self._insert_ignore(artifacts).values(
-                            **_artifact_row(ArtifactRecord(result.output, result.finished_at))
-                        )
+                        st.insert_artifact,
+                        records.artifact_row(ArtifactRecord(output, result.finished_at)),
                     )
                 changed = conn.execute(
-                    task_runs.update()
-                    .where(
-                        task_runs.c.id == result.task_run_id,
-                        task_runs.c.attempts == result.attempt,
-                        task_runs.c.state.in_(_OPEN_FOR_ATTEMPT),
-                    )
-                    .values(**task_values)
+                    st.finish_task_run,
+                    {
+                        **keys,
+                        "state": result.task_state.value,
+                        "retry_at": result.retry_at,
+                        "error": error.summary() if error else None,
+                        "finished_at": result.finished_at if result.task_state.terminal else None,
+                        "output": output.sha256 if output is not None else None,
+                    },
                 ).rowcount
                 if not changed:
                     raise _Fenced
-                error = result.error
                 conn.execute(
-                    attempts.update()
-                    .where(
-                        attempts.c.task_run_id == result.task_run_id,
-                        attempts.c.number == result.attempt,
-                    )
-                    .values(
-                        state=result.attempt_state.value,
-                        started_at=sa.func.coalesce(attempts.c.started_at, result.started_at),
-                        finished_at=result.finished_at,
-                        error_type=error.type if error else None,
-                        error_message=error.message if error else None,
-                        error_traceback=error.traceback if error else None,
-                        error_user=error.user if error else None,
-                    )
+                    st.finish_attempt,
+                    {
+                        **keys,
+                        "state": result.attempt_state.value,
+                        "started_at": result.started_at,
+                        "finished_at": result.finished_at,
+                        "error_type": error.type if error else None,
+                        "error_message": error.message if error else None,
+                        "error_traceback": error.traceback if error else None,
+                        "error_user": error.user if error else None,
+                    },
                 )
-                edges = [(sha, "consumed") for sha in dict.fromkeys(result.consumed)]
-                if result.output is not None:
-                    edges.append((result.output.sha256, "produced"))
                 if edges:
                     conn.execute(
-                        self._insert_ignore(lineage_edges),
+                        st.insert_edge,
                         [
                             {
                                 "run_id": run_id,
@@ -410,22 +364,16 @@ class SqlMetadataStore:
                             for sha, direction in edges
                         ],
                     )
-                payload: dict[str, Any] = {}
-                if error is not None:
-                    payload["error"] = error.summary()
-                    payload["retryable"] = error.retryable
-                if result.retry_at is not None:
-                    payload["retry_at"] = result.retry_at
-                if result.output is not None:
-                    payload["output"] = result.output.uri
-                self._event(
-                    conn,
-                    run_id,
-                    EventKind.for_task(result.task_state),
-                    result.finished_at,
-                    task_run_id=result.task_run_id,
-                    attempt=result.attempt,
-                    payload=payload,
+                conn.execute(
+                    st.insert_event,
+                    records.event_row(
+                        run_id,
+                        EventKind.for_task(result.task_state),
+                        result.finished_at,
+                        result.task_run_id,
+                        result.attempt,
+                        payload,
+                    ),
                 )
         except _Fenced:
             return False
@@ -464,17 +412,11 @@ class SqlMetadataStore:
                 .values(**values)
             )
             payload = {"reason": reason} if reason else {}
+            kind = EventKind.for_task(state)
             conn.execute(
-                events.insert(),
+                self._st.insert_event,
                 [
-                    {
-                        "run_id": run_id,
-                        "task_run_id": row.id,
-                        "attempt": row.attempts or None,
-                        "kind": EventKind.for_task(state).value,
-                        "at": at,
-                        "payload": payload,
-                    }
+                    records.event_row(run_id, kind, at, row.id, row.attempts or None, payload)
                     for row in open_ids
                 ],
             )
@@ -482,7 +424,7 @@ class SqlMetadataStore:
     def add_artifact(self, record: ArtifactRecord) -> None:
         """Record an artifact (no-op if its hash is already known)."""
         with self._tx() as conn:
-            conn.execute(self._insert_ignore(artifacts).values(**_artifact_row(record)))
+            conn.execute(self._insert_ignore(artifacts).values(**records.artifact_row(record)))
 
     # --- reads ----------------------------------------------------------------
 
@@ -514,7 +456,7 @@ class SqlMetadataStore:
                 f"no run {run_id!r} in {connect.describe(self.url)}; `lockgate runs` lists runs "
                 "(check LOCKGATE_HOME / LOCKGATE_DB_URL if you expected it here)."
             )
-        return _run(row)
+        return records.run_record(row)
 
     def list_runs(
         self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
@@ -526,7 +468,7 @@ class SqlMetadataStore:
         if status is not None:
             query = query.where(runs.c.status == status.value)
         with self._read() as conn:
-            return [_run(row) for row in conn.execute(query)]
+            return [records.run_record(row) for row in conn.execute(query)]
 
     def run_graph(self, run_id: str) -> Mapping[str, Any]:
         """The graph stored for the run's pipeline version."""
@@ -543,13 +485,13 @@ class SqlMetadataStore:
     def task_runs(self, run_id: str) -> list[TaskRunRecord]:
         """The run's task runs with their outputs, in creation order."""
         query = (
-            sa.select(task_runs, *_ARTIFACT_REF_COLUMNS)
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
             .join_from(task_runs, artifacts, isouter=True)
             .where(task_runs.c.run_id == run_id)
             .order_by(task_runs.c.id)
         )
         with self._read() as conn:
-            return [_task_run(row) for row in conn.execute(query)]
+            return [records.task_run_record(row) for row in conn.execute(query)]
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of the run."""
@@ -560,7 +502,7 @@ class SqlMetadataStore:
             .order_by(task_runs.c.id, attempts.c.number)
         )
         with self._read() as conn:
-            return [_attempt(row) for row in conn.execute(query)]
+            return [records.attempt_record(row) for row in conn.execute(query)]
 
     def events(self, run_id: str) -> list[EventRecord]:
         """The run's events in write order."""
@@ -578,7 +520,7 @@ class SqlMetadataStore:
                     kind=EventKind(row.kind),
                     at=row.at,
                     node_id=row.node_id,
-                    map_index=_index(row.map_index),
+                    map_index=records.map_index_of(row.map_index),
                     attempt=row.attempt,
                     payload=row.payload or {},
                 )
@@ -589,14 +531,14 @@ class SqlMetadataStore:
         """The artifact with this hash, inline bytes included."""
         with self._read() as conn:
             row = conn.execute(sa.select(artifacts).where(artifacts.c.sha256 == sha256)).first()
-        return None if row is None else _artifact(row)
+        return None if row is None else records.artifact_record(row)
 
     def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
         """Artifacts, newest first, without inline bytes."""
         columns = [c for c in artifacts.c if c.name != "inline"]
         query = sa.select(*columns).order_by(artifacts.c.created_at.desc()).limit(limit)
         with self._read() as conn:
-            return [_artifact(row) for row in conn.execute(query)]
+            return [records.artifact_record(row) for row in conn.execute(query)]
 
     def lineage(self, sha256: str) -> list[LineageEdge]:
         """Every task run that produced or consumed the artifact."""
@@ -611,122 +553,9 @@ class SqlMetadataStore:
                 LineageEdge(
                     run_id=row.run_id,
                     node_id=row.node_id,
-                    map_index=_index(row.map_index),
+                    map_index=records.map_index_of(row.map_index),
                     sha256=row.sha256,
                     direction=row.direction,
                 )
                 for row in conn.execute(query)
             ]
-
-
-# --- row -> record ---------------------------------------------------------------
-
-_ARTIFACT_REF_COLUMNS = (
-    artifacts.c.serializer.label("a_serializer"),
-    artifacts.c.size.label("a_size"),
-    artifacts.c.type_name.label("a_type_name"),
-    artifacts.c.length.label("a_length"),
-    artifacts.c.inline.label("a_inline"),
-)
-
-
-def _index(map_index: int | None) -> int | None:
-    return None if map_index is None or map_index == WHOLE_NODE else map_index
-
-
-def _run(row: Any) -> RunRecord:
-    return RunRecord(
-        id=row.id,
-        pipeline=row.pipeline,
-        pipeline_version=row.pipeline_version,
-        status=RunState(row.status),
-        params=row.params,
-        trigger=row.trigger,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        heartbeat_at=row.heartbeat_at,
-        git_sha=row.git_sha,
-        git_dirty=row.git_dirty,
-        error=row.error,
-    )
-
-
-def _task_run(row: Any) -> TaskRunRecord:
-    output = None
-    mapping = row._mapping
-    if row.output_sha256 is not None and "a_serializer" in mapping:
-        output = ArtifactRef(
-            sha256=row.output_sha256,
-            serializer=row.a_serializer,
-            size=row.a_size,
-            type_name=row.a_type_name,
-            length=row.a_length,
-            inline=row.a_inline,
-        )
-    return TaskRunRecord(
-        id=row.id,
-        run_id=row.run_id,
-        node_id=row.node_id,
-        map_index=_index(row.map_index),
-        task_name=row.task_name,
-        state=TaskState(row.state),
-        attempts=row.attempts,
-        queued_at=row.queued_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        output=output,
-        error=row.error,
-    )
-
-
-def _attempt(row: Any) -> AttemptRecord:
-    error = None
-    if row.error_type is not None:
-        error = ErrorInfo(
-            type=row.error_type,
-            message=row.error_message or "",
-            traceback=row.error_traceback or "",
-            user=bool(row.error_user),
-        )
-    return AttemptRecord(
-        task_run_id=row.task_run_id,
-        node_id=row.node_id,
-        map_index=_index(row.map_index),
-        number=row.number,
-        state=AttemptState(row.state),
-        queued_at=row.queued_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        error=error,
-    )
-
-
-def _artifact_row(record: ArtifactRecord) -> dict[str, Any]:
-    ref = record.ref
-    return {
-        "sha256": ref.sha256,
-        "serializer": ref.serializer,
-        "size": ref.size,
-        "type_name": ref.type_name[:300],
-        "length": ref.length,
-        "inline": ref.inline,
-        "origin": record.origin,
-        "created_at": record.created_at,
-    }
-
-
-def _artifact(row: Any) -> ArtifactRecord:
-    mapping = row._mapping
-    return ArtifactRecord(
-        ref=ArtifactRef(
-            sha256=row.sha256,
-            serializer=row.serializer,
-            size=row.size,
-            type_name=row.type_name,
-            length=row.length,
-            inline=mapping.get("inline"),
-        ),
-        created_at=row.created_at,
-        origin=row.origin,
-    )

@@ -1,0 +1,152 @@
+"""Conversions between table rows and the port's frozen records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
+from lockgate.ports.artifacts import ArtifactRef
+from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.metadata import (
+    ArtifactRecord,
+    AttemptRecord,
+    RunRecord,
+    TaskRunRecord,
+)
+from lockgate.stores.metadata.schema import WHOLE_NODE, artifacts
+
+ARTIFACT_REF_COLUMNS = (
+    artifacts.c.serializer.label("a_serializer"),
+    artifacts.c.size.label("a_size"),
+    artifacts.c.type_name.label("a_type_name"),
+    artifacts.c.length.label("a_length"),
+    artifacts.c.inline.label("a_inline"),
+)
+
+
+def event_row(
+    run_id: str,
+    kind: EventKind,
+    at: float,
+    task_run_id: int | None = None,
+    attempt: int | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An `events` row as a dict for insert."""
+    return {
+        "run_id": run_id,
+        "task_run_id": task_run_id,
+        "attempt": attempt,
+        "kind": kind.value,
+        "at": at,
+        "payload": dict(payload or {}),
+    }
+
+
+def map_index_of(map_index: int | None) -> int | None:
+    """The stored map index as the record's: -1 (whole node) becomes None."""
+    return None if map_index is None or map_index == WHOLE_NODE else map_index
+
+
+def run_record(row: Any) -> RunRecord:
+    """A `runs` row joined with its pipeline name and version."""
+    return RunRecord(
+        id=row.id,
+        pipeline=row.pipeline,
+        pipeline_version=row.pipeline_version,
+        status=RunState(row.status),
+        params=row.params,
+        trigger=row.trigger,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        heartbeat_at=row.heartbeat_at,
+        git_sha=row.git_sha,
+        git_dirty=row.git_dirty,
+        error=row.error,
+    )
+
+
+def task_run_record(row: Any) -> TaskRunRecord:
+    """A `task_runs` row, with its output ref when the artifact columns were selected."""
+    output = None
+    mapping = row._mapping
+    if row.output_sha256 is not None and "a_serializer" in mapping:
+        output = ArtifactRef(
+            sha256=row.output_sha256,
+            serializer=row.a_serializer,
+            size=row.a_size,
+            type_name=row.a_type_name,
+            length=row.a_length,
+            inline=row.a_inline,
+        )
+    return TaskRunRecord(
+        id=row.id,
+        run_id=row.run_id,
+        node_id=row.node_id,
+        map_index=map_index_of(row.map_index),
+        task_name=row.task_name,
+        state=TaskState(row.state),
+        attempts=row.attempts,
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        output=output,
+        error=row.error,
+    )
+
+
+def attempt_record(row: Any) -> AttemptRecord:
+    """An `attempts` row joined with its node id and map index."""
+    error = None
+    if row.error_type is not None:
+        error = ErrorInfo(
+            type=row.error_type,
+            message=row.error_message or "",
+            traceback=row.error_traceback or "",
+            user=bool(row.error_user),
+        )
+    return AttemptRecord(
+        task_run_id=row.task_run_id,
+        node_id=row.node_id,
+        map_index=map_index_of(row.map_index),
+        number=row.number,
+        state=AttemptState(row.state),
+        queued_at=row.queued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        error=error,
+    )
+
+
+def artifact_row(record: ArtifactRecord) -> dict[str, Any]:
+    """An `artifacts` row as a dict for insert."""
+    ref = record.ref
+    return {
+        "sha256": ref.sha256,
+        "serializer": ref.serializer,
+        "size": ref.size,
+        "type_name": ref.type_name[:300],
+        "length": ref.length,
+        "inline": ref.inline,
+        "origin": record.origin,
+        "created_at": record.created_at,
+    }
+
+
+def artifact_record(row: Any) -> ArtifactRecord:
+    """An `artifacts` row (inline bytes only if selected)."""
+    mapping = row._mapping
+    return ArtifactRecord(
+        ref=ArtifactRef(
+            sha256=row.sha256,
+            serializer=row.serializer,
+            size=row.size,
+            type_name=row.type_name,
+            length=row.length,
+            inline=mapping.get("inline"),
+        ),
+        created_at=row.created_at,
+        origin=row.origin,
+    )
