@@ -24,9 +24,12 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	cd examples/quickstart && ../../$(BIN)/lockgate run pipelines.py:nightly
+	cd examples/quickstart && ../../$(BIN)/lockgate runs --limit 3
+	@echo "Inspect a run with: cd examples/quickstart && ../../$(BIN)/lockgate show RUN_ID"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

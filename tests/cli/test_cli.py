@@ -58,6 +58,7 @@ def test_run_succeeds_prints_the_run_id_and_exits_0(project):
     assert "succeeded" in result.stdout
     run_id = result.stdout.split()[1]
     assert run_id.startswith("r-")
+    assert "output: 3" in result.stdout  # small JSON results are printed
     shown = last_json(invoke("show", run_id, "--json").stdout)
     assert shown["run"]["params"] == {"day": "2026-11-24", "lr": 0.1}
     assert shown["run"]["trigger"] == "cli"
@@ -124,6 +125,18 @@ def test_definition_errors_exit_2(project):
     assert "line 2" in result.stderr
 
 
+def test_duplicate_pipeline_names_exit_2(project):
+    (project / "dupes.py").write_text(
+        "import lockgate as lg\n"
+        "@lg.task\ndef t():\n    return 1\n"
+        "@lg.pipeline(name='nightly')\ndef a():\n    return t()\n"
+        "@lg.pipeline(name='nightly')\ndef b():\n    return t()\n"
+    )
+    result = invoke("run", "dupes.py:nightly")
+    assert result.exit_code == 2
+    assert "DuplicatePipelineError" in result.stderr and "two pipelines named" in result.stderr
+
+
 def test_runs_and_show(project):
     invoke("run", "pipelines.py:nightly")
     invoke("run", "pipelines.py:broken")
@@ -163,6 +176,8 @@ def test_artifacts_list_show_get(project, tmp_path):
     listed = last_json(invoke("artifacts", "list", "--json").stdout)
     rows = {a["type"]: a for a in listed}
     assert set(rows) == {"builtins.list", "builtins.int"}
+    assert {a["stored"] for a in listed} == {"inline"}  # small results live in the database
+    assert "inline" in invoke("artifacts", "list").stdout
     rows_uri = rows["builtins.list"]["uri"]
     shown = last_json(invoke("artifacts", "show", rows_uri, "--json").stdout)
     assert shown["produced_by"] == [{"run_id": run_id, "node": "ingest", "map_index": None}]

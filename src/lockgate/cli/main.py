@@ -22,7 +22,7 @@ from lockgate.service import artifacts as artifact_service
 from lockgate.service import views
 from lockgate.service.compose import EXECUTORS, Workspace
 from lockgate.service.loader import load_pipeline
-from lockgate.service.runs import start_run
+from lockgate.service.runs import small_output, start_run
 
 EXIT_CODES = {
     RunState.SUCCEEDED: 0,
@@ -31,8 +31,13 @@ EXIT_CODES = {
     RunState.GATE_FAILED: 3,
 }
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (CI logs, files) gets a wide page rather than Rich's 80 columns,
+# so tables of ids and hashes are not folded.
+_PIPE_WIDTH = 160
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH
+)
 
 
 class LockgateGroup(click.Group):
@@ -134,6 +139,11 @@ def run(
     else:
         colour = "green" if result.ok else "red"
         out.print(f"run [bold]{result.run_id}[/] [{colour}]{result.status.value}[/]")
+        if result.ok:
+            printable, value = small_output(workspace, result.run_id)
+            if printable:
+                out.print("output: ", end="")
+                out.print(value if isinstance(value, str) else json.dumps(value), markup=False)
         if not result.ok:
             out.print(f"  {result.record.error}", markup=False)
             out.print(f"  details: lockgate show {result.run_id}", markup=False)

@@ -31,8 +31,10 @@ def runs_table(records: list[RunRecord]) -> Table | Text:
     if not records:
         return Text("no runs yet; start one with `lockgate run PATH:PIPELINE`", style="dim")
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("run", "pipeline", "status", "trigger", "created", "duration", "git"):
-        table.add_column(column)
+    # Ids are copied into other commands: never truncate them.
+    table.add_column("run", no_wrap=True, min_width=max(len(r.id) for r in records))
+    for column in ("pipeline", "status", "trigger", "created", "duration", "git"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for r in records:
         duration = _secs(r.finished_at - r.created_at) if r.finished_at else ""
         table.add_row(
@@ -104,8 +106,9 @@ def artifacts_table(records: list[ArtifactRecord]) -> Table | Text:
     if not records:
         return Text("no artifacts yet", style="dim")
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("sha256", "serializer", "type", "size", "stored", "created"):
-        table.add_column(column)
+    table.add_column("sha256", no_wrap=True, min_width=16)
+    for column in ("serializer", "type", "size", "stored", "created"):
+        table.add_column(column, no_wrap=True, overflow="ellipsis")
     for record in records:
         ref = record.ref
         table.add_row(
@@ -113,7 +116,7 @@ def artifacts_table(records: list[ArtifactRecord]) -> Table | Text:
             ref.serializer,
             ref.type_name,
             f"{ref.size:,}",
-            "inline" if ref.inline is not None else "blob",
+            record.stored,
             _ago(record.created_at),
         )
     return table

@@ -120,11 +120,14 @@ class ArtifactRecord:
     Attributes:
         origin: "task" when a task of this installation produced it (trusted),
             "import" when it came from outside (never unpickled without opt-in).
+        stored: "inline" when the bytes live in the metadata store, "blob" when
+            they live in the artifact store.
     """
 
     ref: ArtifactRef
     created_at: float
     origin: Literal["task", "import"] = "task"
+    stored: Literal["inline", "blob"] = "blob"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +264,7 @@ class MetadataStore(Protocol):
         ...
 
     def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
-        """Artifacts, newest first (without inline bytes)."""
+        """Artifacts, newest first (without their inline bytes; `stored` tells where they are)."""
         ...
 
     def lineage(self, sha256: str) -> list[LineageEdge]:

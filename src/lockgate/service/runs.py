@@ -91,6 +91,24 @@ class RunResult:
         return load_output(self.workspace, self.run_id, node_id)
 
 
+def small_output(workspace: Workspace, run_id: str, limit: int = 1024) -> tuple[bool, Any]:
+    """The pipeline's return value if it is one node's JSON output of at most `limit` bytes.
+
+    Returns:
+        (True, value) when small enough to print, else (False, None). Nothing
+        large and nothing pickled is loaded.
+    """
+    output = decode(workspace.metadata.run_graph(run_id)["output"])
+    if not isinstance(output, NodeRef):
+        return False, None
+    for record in workspace.metadata.task_runs(run_id):
+        if record.node_id == output.node and record.map_index is None:
+            ref = record.output
+            if ref is not None and ref.serializer == "json" and ref.size <= limit:
+                return True, _load(workspace, record)
+    return False, None
+
+
 def load_output(workspace: Workspace, run_id: str, node_id: str) -> Any:
     """Load the committed output of `node_id` in run `run_id` (a list for map nodes)."""
     records = [r for r in workspace.metadata.task_runs(run_id) if r.node_id == node_id]

@@ -96,7 +96,7 @@ def artifact_view(record: ArtifactRecord) -> dict[str, Any]:
         "type": ref.type_name,
         "size": ref.size,
         "length": ref.length,
-        "stored": "inline" if ref.inline is not None else "blob",
+        "stored": record.stored,
         "origin": record.origin,
         "created_at": iso(record.created_at),
     }

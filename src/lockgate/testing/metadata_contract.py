@@ -227,5 +227,7 @@ class MetadataStoreContract:
         store.add_artifact(ArtifactRecord(ref("X"), T0 + 1, origin="task"))
         stored = store.get_artifact(ref("X").sha256)
         assert stored is not None and stored.origin == "import" and stored.ref.inline == b"X"
+        assert stored.stored == "inline"
         listed = store.list_artifacts()
         assert len(listed) == 1 and listed[0].ref.inline is None
+        assert listed[0].stored == "inline"

@@ -138,6 +138,8 @@ def artifact_row(record: ArtifactRecord) -> dict[str, Any]:
 def artifact_record(row: Any) -> ArtifactRecord:
     """An `artifacts` row (inline bytes only if selected)."""
     mapping = row._mapping
+    inline = mapping.get("inline")
+    is_inline = mapping["is_inline"] if "is_inline" in mapping else inline is not None
     return ArtifactRecord(
         ref=ArtifactRef(
             sha256=row.sha256,
@@ -145,8 +147,9 @@ def artifact_record(row: Any) -> ArtifactRecord:
             size=row.size,
             type_name=row.type_name,
             length=row.length,
-            inline=mapping.get("inline"),
+            inline=inline,
         ),
         created_at=row.created_at,
         origin=row.origin,
+        stored="inline" if is_inline else "blob",
     )

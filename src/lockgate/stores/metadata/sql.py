@@ -534,9 +534,10 @@ class SqlMetadataStore:
         return None if row is None else records.artifact_record(row)
 
     def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
-        """Artifacts, newest first, without inline bytes."""
+        """Artifacts, newest first, without their inline bytes."""
         columns = [c for c in artifacts.c if c.name != "inline"]
-        query = sa.select(*columns).order_by(artifacts.c.created_at.desc()).limit(limit)
+        is_inline = artifacts.c.inline.is_not(None).label("is_inline")
+        query = sa.select(*columns, is_inline).order_by(artifacts.c.created_at.desc()).limit(limit)
         with self._read() as conn:
             return [records.artifact_record(row) for row in conn.execute(query)]
 
