@@ -139,7 +139,7 @@ def artifact_record(row: Any) -> ArtifactRecord:
     """An `artifacts` row (inline bytes only if selected)."""
     mapping = row._mapping
     inline = mapping.get("inline")
-    is_inline = mapping["is_inline"] if "is_inline" in mapping else inline is not None
+    is_inline = mapping.get("is_inline", inline is not None)
     return ArtifactRecord(
         ref=ArtifactRef(
             sha256=row.sha256,
