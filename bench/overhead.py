@@ -49,7 +49,7 @@ def lockgate_chain(n: int) -> float:
         workspace = Workspace(Settings.from_env({}, home=home))
         _ = workspace.metadata, workspace.artifacts  # open stores before timing
         start = time.perf_counter()
-        result = lg.run(pipeline, workspace=workspace)
+        result = lg.run(pipeline, workspace=workspace, executor="inline")
         elapsed = time.perf_counter() - start
         assert result.ok and result.output() == n
         workspace.close()

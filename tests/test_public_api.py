@@ -24,9 +24,11 @@ PUBLIC = [
     "TaskState",
     "Workspace",
     "__version__",
+    "cancel",
     "current",
     "errors",
     "pipeline",
+    "resume",
     "run",
     "task",
 ]

@@ -28,6 +28,7 @@ from lockgate.model.task import Task, task
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.service.compose import Workspace
 from lockgate.service.config import Settings
+from lockgate.service.lifecycle import cancel, resume
 from lockgate.service.runs import NodeResult, RunResult, run
 
 __version__ = "0.1.0"
@@ -49,9 +50,11 @@ __all__ = [
     "TaskState",
     "Workspace",
     "__version__",
+    "cancel",
     "current",
     "errors",
     "pipeline",
+    "resume",
     "run",
     "task",
 ]

@@ -15,14 +15,16 @@ place without a lookup table.
     │   └── UnserializableOutputError   a task returned something lockgate cannot store
     ├── UsageError                      exit 2: fix the command line
     │   ├── ParameterError              (also ValueError) unknown, missing or unparsable -p
-    │   └── PipelineNotFoundError       PATH:PIPELINE does not resolve
+    │   ├── PipelineNotFoundError       PATH:PIPELINE does not resolve
+    │   └── RunStateError               the run is in a state that does not allow this
     ├── ConfigError                     exit 2
     ├── StoreError                      exit 1
     │   ├── MetadataError
     │   │   ├── SchemaVersionError
     │   │   ├── MetadataBusyError
     │   │   ├── RunNotFoundError
-    │   │   └── NodeNotFoundError
+    │   │   ├── NodeNotFoundError
+    │   │   └── FencedError             a stale attempt's commit: another coordinator owns the run
     │   └── ArtifactError
     │       ├── ArtifactNotFoundError
     │       ├── ArtifactCorrupted
@@ -46,6 +48,7 @@ __all__ = [
     "DefinitionError",
     "DuplicatePipelineError",
     "ExecutionError",
+    "FencedError",
     "GraphError",
     "InvalidArtifactKey",
     "InvalidPolicyError",
@@ -58,6 +61,7 @@ __all__ = [
     "PipelineNotFoundError",
     "RunFailedError",
     "RunNotFoundError",
+    "RunStateError",
     "SchemaVersionError",
     "StoreError",
     "TaskFailedError",
@@ -133,6 +137,10 @@ class PipelineNotFoundError(UsageError):
     """A `PATH:PIPELINE` reference does not resolve to a pipeline."""
 
 
+class RunStateError(UsageError):
+    """The run is in a state that does not allow the operation (resume a succeeded run...)."""
+
+
 class ConfigError(LockgateError):
     """Settings (environment, config file) are invalid."""
 
@@ -168,6 +176,10 @@ class NodeNotFoundError(MetadataError):
     """The run has no node with the given id."""
 
     exit_code = 2
+
+
+class FencedError(MetadataError):
+    """A commit named an attempt that is no longer current: another coordinator took over."""
 
 
 class ArtifactError(StoreError):

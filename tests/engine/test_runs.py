@@ -33,7 +33,7 @@ def chain(n: int = 4):
 
 
 def test_chain_succeeds_and_outputs_load_on_demand(workspace):
-    result = lg.run(chain, params={"n": 5}, workspace=workspace)
+    result = lg.run(chain, params={"n": 5}, workspace=workspace, executor="inline")
     assert result.ok and result.status is RunState.SUCCEEDED
     assert result.output() == 10
     assert result.output("numbers") == [0, 1, 2, 3, 4]
@@ -49,7 +49,7 @@ def test_chain_succeeds_and_outputs_load_on_demand(workspace):
 
 
 def test_every_transition_is_an_event_in_order(workspace):
-    result = lg.run(chain, workspace=workspace)
+    result = lg.run(chain, workspace=workspace, executor="inline")
     kinds = [(e.kind.value, e.node_id) for e in workspace.metadata.events(result.run_id)]
     assert kinds == [
         ("run_created", None),
@@ -80,7 +80,7 @@ def test_flaky_task_fails_twice_then_succeeds_with_three_attempts(workspace):
     def p():
         return flaky()
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.ok and result.output() == "ok"
     assert calls == [1, 2, 3]
     assert result.nodes["flaky"].attempts == 3
@@ -107,7 +107,7 @@ def test_retries_wait_with_backoff(workspace):
     def p():
         return always_fails()
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     attempts = workspace.metadata.attempts(result.run_id)
     assert len(attempts) == 3
     gaps = [b.queued_at - a.finished_at for a, b in itertools.pairwise(attempts)]
@@ -127,7 +127,7 @@ def test_failure_skips_downstream_and_fails_the_run_but_other_branches_run(works
         fine = total(rows)
         return [after_broken, fine]
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     states = {n: r.state for n, r in result.nodes.items()}
     assert states == {
@@ -154,7 +154,7 @@ def test_exceptions_outside_retry_on_fail_at_once(workspace):
     def p():
         return strict()
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     assert result.nodes["strict"].attempts == 1
 
@@ -175,7 +175,7 @@ def test_context_gives_ids_and_an_idempotency_key_stable_across_retries(workspac
     def p():
         return side_effect()
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert [s[2] for s in seen] == [1, 2]
     assert seen[0][3] == seen[1][3] == f"{result.run_id}:side_effect"
     assert seen[0][0] == result.run_id and seen[0][1] == "side_effect" and seen[0][4] is None
@@ -198,7 +198,7 @@ def test_after_orders_nodes_without_data(workspace):
         last.after(first)
         return last
 
-    assert lg.run(p, workspace=workspace).ok
+    assert lg.run(p, workspace=workspace, executor="inline").ok
     assert order == ["first", "last"]
 
 
@@ -208,7 +208,7 @@ def test_map_runs_each_item_as_its_own_task_run_and_keeps_order(workspace):
         squares = square.map(numbers(n))
         return total(squares)
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.ok and result.output() == 0 + 1 + 4 + 9
     assert result.output("square") == [0, 1, 4, 9]
     items = result.nodes["square"].items
@@ -230,7 +230,7 @@ def test_map_items_retry_independently(workspace):
     def p(items: list = [1, 2, 3]):  # noqa: B006
         return fragile.map(items)
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.ok and result.output() == [1, 2, 3]
     assert tries == {1: 1, 2: 2, 3: 1}
     assert [i.attempts for i in result.nodes["fragile"].items] == [1, 2, 1]
@@ -241,7 +241,7 @@ def test_map_over_empty_list_succeeds_with_empty_output(workspace):
     def p():
         return total(square.map(numbers(0)))
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.ok and result.output() == 0 and result.output("square") == []
 
 
@@ -254,7 +254,7 @@ def test_map_over_a_non_list_fails_the_node_with_advice(workspace):
     def p():
         return square.map(scalar())
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     assert "not a list" in result.nodes["square"].error
 
@@ -270,7 +270,7 @@ def test_map_item_failure_fails_the_node_and_skips_downstream(workspace):
     def p():
         return total(picky.map(numbers(3)))
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     assert result.nodes["picky"].state is TaskState.FAILED
     assert "picky[1]" in result.record.error
@@ -288,7 +288,7 @@ def test_unserializable_output_fails_the_node_once_and_is_recorded(workspace):
     def p():
         return stream()
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     assert result.nodes["stream"].attempts == 1
     attempt = workspace.metadata.attempts(result.run_id)[0]
@@ -309,7 +309,7 @@ def test_inline_timeout_is_recorded_after_the_function_returns(workspace):
         return slow()
 
     with pytest.warns(lg.errors.LockgateWarning, match="cannot enforce"):
-        result = lg.run(p, workspace=workspace)
+        result = lg.run(p, workspace=workspace, executor="inline")
     assert result.ok
     states = [a.state for a in workspace.metadata.attempts(result.run_id)]
     assert states == [AttemptState.TIMED_OUT, AttemptState.SUCCEEDED]
@@ -325,7 +325,7 @@ def test_ctrl_c_in_a_task_cancels_the_run_and_keeps_what_committed(workspace):
         return total(interrupt(numbers(2)))
 
     with pytest.raises(KeyboardInterrupt):
-        lg.run(p, workspace=workspace)
+        lg.run(p, workspace=workspace, executor="inline")
     run = workspace.metadata.list_runs(limit=1)[0]
     assert run.status is RunState.CANCELLED
     states = {r.node_id: r.state for r in workspace.metadata.task_runs(run.id)}
@@ -345,8 +345,8 @@ def test_same_output_twice_is_stored_once(workspace):
     def p():
         return [big(1), big(2)]
 
-    first = lg.run(p, workspace=workspace)
-    second = lg.run(p, workspace=workspace)
+    first = lg.run(p, workspace=workspace, executor="inline")
+    second = lg.run(p, workspace=workspace, executor="inline")
     assert first.ok and second.ok
     assert len(workspace.metadata.list_artifacts()) == 1
     assert len(list(workspace.artifacts.blobs())) == 1
@@ -366,7 +366,9 @@ def test_parameters_reach_tasks_with_their_types(workspace):
     def p(day: dt.date = dt.date(2026, 1, 1), n: int = 1):
         return echo(day, n)
 
-    result = lg.run(p, params={"day": "2026-11-24", "n": "3"}, workspace=workspace)
+    result = lg.run(
+        p, params={"day": "2026-11-24", "n": "3"}, workspace=workspace, executor="inline"
+    )
     assert result.output() == ["date", "2026-11-24", 3]
     assert workspace.metadata.get_run(result.run_id).params == {"day": "2026-11-24", "n": 3}
 
@@ -395,7 +397,7 @@ def test_corrupted_input_is_detected_and_its_consumer_fails_naming_the_uri(works
         broken = vandal(after=[data])
         return consume(data, after=[broken])
 
-    result = lg.run(p, workspace=workspace)
+    result = lg.run(p, workspace=workspace, executor="inline")
     assert result.status is RunState.FAILED
     attempts = [a for a in workspace.metadata.attempts(result.run_id) if a.node_id == "consume"]
     assert len(attempts) == 1  # retrying cannot repair a corrupt input

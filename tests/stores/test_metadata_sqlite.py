@@ -60,16 +60,23 @@ def test_database_from_a_newer_lockgate_is_refused(tmp_path: Path):
         SqlMetadataStore(f"sqlite:///{path}")
 
 
-def test_database_at_an_older_revision_asks_for_db_upgrade(tmp_path: Path, monkeypatch):
-    # Simulate the next release: its head is 0002 and this database is at 0001.
+def test_database_at_an_older_revision_asks_for_db_upgrade_and_keeps_its_rows(tmp_path: Path):
     path = tmp_path / "older.db"
-    SqlMetadataStore(f"sqlite:///{path}").close()
-    monkeypatch.setattr(migrate, "SCHEMA_REVISION", "0002")
-    monkeypatch.setattr(migrate, "_known_revisions", lambda: {"0001", "0002"})
     engine = sa.create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO pipelines (name, created_at) VALUES ('nightly', 1.0)")
+    engine.dispose()
     with pytest.raises(SchemaVersionError) as info:
-        migrate.ensure_schema(engine, str(path))
+        SqlMetadataStore(f"sqlite:///{path}")
     assert "lockgate db upgrade" in str(info.value) and "0001" in str(info.value)
+    engine = sa.create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    engine.dispose()
+    store = SqlMetadataStore(f"sqlite:///{path}")
+    store.create_run(new_run(pipeline="nightly"))
+    assert store.get_run("r-1").pipeline == "nightly"
+    store.close()
 
 
 def test_foreign_database_is_refused(tmp_path: Path):

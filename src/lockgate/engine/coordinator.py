@@ -1,10 +1,13 @@
-"""The run coordinator: drives one run of one pipeline to a terminal state.
+"""The run coordinator: creates runs and drives them to a terminal state.
 
-It keeps an in-memory view of the run (which nodes wait on what, what is in
-flight, what retries are due), but every decision is written to the metadata
-store *before* anything depends on it: a node is queued in the store before
-it is submitted, its attempt is marked running before user code runs, and its
-output, lineage and new state are committed in one fenced transaction.
+It keeps an in-memory view of one run (what waits on what, what is in flight,
+which retries are due) and writes every decision to the metadata store before
+anything depends on it. Decisions gather in a `WriteBatch` that is committed
+in one transaction *before* the next submission to the executor and before
+waiting on it, so a node is durably queued before any worker can run it, and
+a finished attempt, its cache bookkeeping and the queueing of the nodes it
+releases cost one commit. If a commit is fenced (another coordinator resumed
+the run), this driver stops.
 """
 
 from __future__ import annotations
@@ -17,17 +20,47 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from lockgate import failpoints
+from lockgate.engine.cache import cache_inputs, cache_key
+from lockgate.engine.heartbeat import Heartbeat
 from lockgate.engine.ids import new_run_id
 from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
 from lockgate.engine.listener import NullListener, RunListener
 from lockgate.engine.rules import decide
 from lockgate.model.graph import Node
 from lockgate.model.pipeline import Pipeline
-from lockgate.model.states import RunState, TaskState
+from lockgate.model.states import AttemptState, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.clock import Clock, SystemClock
 from lockgate.ports.executor import ErrorInfo, Executor, Finished, Invocation, Outcome, Started
-from lockgate.ports.metadata import AttemptResult, MetadataStore, NewRun, TaskRunRecord
+from lockgate.ports.metadata import (
+    AttemptResult,
+    CachedItem,
+    MetadataStore,
+    NewRun,
+    QueueItem,
+    TaskRunRecord,
+    WriteBatch,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSpec:
+    """What to run: a pipeline, its bound parameters, who asked, and how.
+
+    Attributes:
+        pipeline_ref: how to load the pipeline's code again (for resume).
+        no_cache: execute every node even when a cached result matches.
+    """
+
+    pipeline: Pipeline
+    params: Mapping[str, Any]
+    trigger: str
+    run_id: str | None = None
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+    pipeline_ref: str | None = None
+    no_cache: bool = False
 
 
 @dataclass(slots=True)
@@ -39,17 +72,21 @@ class _Unit:
     index: int | None
     state: TaskState
     attempt: int = 0
+    base: int = 0  # attempts made before this drive; the retry budget starts here
     output: ArtifactRef | None = None
 
 
 @dataclass(slots=True)
 class _NodeView:
     node: Node
-    tr_id: int
-    state: TaskState
+    unit: _Unit  # the whole node's task run (for a map node: its parent row)
     waiting: int
-    output: ArtifactRef | None = None
     items: list[_Unit] = field(default_factory=list)
+    items_done: int = 0
+
+    @property
+    def state(self) -> TaskState:
+        return self.unit.state
 
 
 @dataclass(slots=True)
@@ -57,18 +94,6 @@ class _Flight:
     unit: _Unit
     invocation: Invocation
     consumed: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RunSpec:
-    """What to run: a pipeline, its bound parameters and who asked."""
-
-    pipeline: Pipeline
-    params: Mapping[str, Any]
-    trigger: str
-    run_id: str | None = None
-    git_sha: str | None = None
-    git_dirty: bool | None = None
 
 
 class Coordinator:
@@ -83,6 +108,7 @@ class Coordinator:
         listener: RunListener | None = None,
         rand: Callable[[], float] = random.random,
         heartbeat_interval: float = 5.0,
+        cancel_check_interval: float = 0.5,
     ) -> None:
         """Wire the coordinator to its ports.
 
@@ -92,7 +118,9 @@ class Coordinator:
             clock: time source (tests inject one).
             listener: receives each committed change (progress display).
             rand: uniform [0, 1) samples for retry jitter.
-            heartbeat_interval: seconds between run heartbeats.
+            heartbeat_interval: seconds between run heartbeats (written by a thread,
+                so long tasks on the inline executor do not look like a crash).
+            cancel_check_interval: how often to look for a cancel request.
         """
         self.metadata = metadata
         self.executor = executor
@@ -100,6 +128,7 @@ class Coordinator:
         self.listener = listener or NullListener()
         self.rand = rand
         self.heartbeat_interval = heartbeat_interval
+        self.cancel_check_interval = cancel_check_interval
 
     def create(self, spec: RunSpec) -> tuple[str, list[TaskRunRecord]]:
         """Record a new run with one pending task run per node; return its id."""
@@ -117,6 +146,7 @@ class Coordinator:
                 nodes=[(node.id, node.task.name) for node in graph],
                 git_sha=spec.git_sha,
                 git_dirty=spec.git_dirty,
+                pipeline_ref=spec.pipeline_ref,
             )
         )
         self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=self.clock.now())
@@ -125,7 +155,7 @@ class Coordinator:
     def run(self, spec: RunSpec) -> tuple[str, RunState]:
         """Create a run and drive it to a terminal state."""
         run_id, records = self.create(spec)
-        return run_id, self.drive(spec.pipeline, spec.params, run_id, records)
+        return run_id, self.drive(spec.pipeline, spec.params, run_id, records, spec.no_cache)
 
     def drive(
         self,
@@ -133,9 +163,16 @@ class Coordinator:
         params: Mapping[str, Any],
         run_id: str,
         records: list[TaskRunRecord],
+        no_cache: bool = False,
     ) -> RunState:
-        """Execute the run's remaining nodes and record its final state."""
-        return _Driver(self, pipeline, params, run_id, records).drive()
+        """Execute the run's nodes that have no committed result; record the final state.
+
+        `records` must hold only committed (succeeded, cached) and pending task
+        runs: a new run, or one just reset by `MetadataStore.resume_run`.
+        """
+        driver = _Driver(self, pipeline, params, run_id, records, no_cache)
+        with Heartbeat(self.metadata, run_id, self.clock, self.heartbeat_interval):
+            return driver.drive()
 
 
 class _Driver:
@@ -148,6 +185,7 @@ class _Driver:
         params: Mapping[str, Any],
         run_id: str,
         records: list[TaskRunRecord],
+        no_cache: bool,
     ) -> None:
         self.c = coordinator
         self.store = coordinator.metadata
@@ -155,55 +193,78 @@ class _Driver:
         self.pipeline = pipeline
         self.params = params
         self.run_id = run_id
-        whole = {r.node_id: r for r in records if r.map_index is None}
-        self.nodes: dict[str, _NodeView] = {}
-        for node in self.graph:
-            record = whole[node.id]
-            self.nodes[node.id] = _NodeView(node, record.id, record.state, 0, record.output)
-        for node_id, view in self.nodes.items():
-            view.waiting = sum(not self.nodes[u].state.done_ok for u in view.node.upstream)
-            if view.node.mapped:
-                view.items = [
-                    _Unit(view.node, r.id, r.map_index, r.state, r.attempts, r.output)
-                    for r in sorted(
-                        (r for r in records if r.node_id == node_id and r.map_index is not None),
-                        key=lambda r: r.map_index or 0,
-                    )
-                ]
-        self.ready: deque[str] = deque(
-            n for n, v in self.nodes.items() if v.waiting == 0 and v.state is TaskState.PENDING
-        )
+        self.no_cache = no_cache
+        self.batch = WriteBatch(at=0.0)
+        self.to_submit: list[Invocation] = []
         self.flights: dict[str, _Flight] = {}
         self.retries: list[tuple[float, int, _Unit]] = []
         self._seq = itertools.count()
         self.first_failure: str | None = None
+        self.cancelled = False
+        self.nodes: dict[str, _NodeView] = {}
+        self.units: dict[int, _Unit] = {}
+        by_node: dict[str, list[TaskRunRecord]] = {}
+        for record in records:
+            by_node.setdefault(record.node_id, []).append(record)
+        for node in self.graph:
+            rows = by_node[node.id]
+            whole = next(r for r in rows if r.map_index is None)
+            view = _NodeView(node, self._unit(node, whole), 0)
+            view.items = sorted(
+                (self._unit(node, r) for r in rows if r.map_index is not None),
+                key=lambda u: u.index or 0,
+            )
+            view.items_done = sum(item.state.done_ok for item in view.items)
+            self.nodes[node.id] = view
+            self.units[view.unit.tr_id] = view.unit
+            self.units.update((item.tr_id, item) for item in view.items)
+        for view in self.nodes.values():
+            view.waiting = sum(not self.nodes[u].state.done_ok for u in view.node.upstream)
+        self.ready: deque[str] = deque(
+            n for n, v in self.nodes.items() if v.waiting == 0 and v.state is TaskState.PENDING
+        )
+
+    @staticmethod
+    def _unit(node: Node, record: TaskRunRecord) -> _Unit:
+        return _Unit(
+            node,
+            record.id,
+            record.map_index,
+            record.state,
+            record.attempts,
+            record.attempts,
+            record.output,
+        )
 
     # --- the loop ---------------------------------------------------------------
 
     def drive(self) -> RunState:
         clock = self.c.clock
         self._set_run(RunState.RUNNING)
-        next_beat = clock.monotonic() + self.c.heartbeat_interval
+        next_cancel_check = clock.monotonic() + self.c.cancel_check_interval
         try:
             while True:
                 self._launch_ready()
                 self._launch_due_retries()
+                self._flush()
                 if not self.flights and not self.retries and not self.ready:
                     break
-                now = clock.monotonic()
-                timeout = next_beat - now
+                timeout = next_cancel_check - clock.monotonic()
                 if self.retries:
-                    timeout = min(timeout, self.retries[0][0] - now)
+                    timeout = min(timeout, self.retries[0][0] - clock.monotonic())
                 for event in self.c.executor.poll(max(0.0, timeout)):
                     if isinstance(event, Started):
                         self._on_started(event)
                     elif isinstance(event, Finished):
                         self._on_finished(event.outcome)
-                if clock.monotonic() >= next_beat:
-                    self.store.heartbeat(self.run_id, clock.now())
-                    next_beat = clock.monotonic() + self.c.heartbeat_interval
+                if clock.monotonic() >= next_cancel_check:
+                    next_cancel_check = clock.monotonic() + self.c.cancel_check_interval
+                    if self.store.cancel_requested(self.run_id):
+                        self._flush()
+                        self._cancel("cancelled on request (lockgate cancel)")
+                        return RunState.CANCELLED
         except KeyboardInterrupt:
-            self._cancel()
+            self._cancel("cancelled by the user (Ctrl-C)")
             raise
         final = (
             RunState.SUCCEEDED
@@ -213,23 +274,42 @@ class _Driver:
         self._set_run(final, error=None if final is RunState.SUCCEEDED else self.first_failure)
         return final
 
+    def _flush(self) -> None:
+        """Commit pending decisions, then hand queued invocations to the executor."""
+        if self.batch:
+            self.batch.at = self.c.clock.now()
+            self.store.commit(self.run_id, self.batch)
+            self._announce(self.batch)
+            self.batch = WriteBatch(at=0.0)
+        for invocation in self.to_submit:
+            self.c.executor.submit(invocation)
+        self.to_submit.clear()
+
+    def _announce(self, batch: WriteBatch) -> None:
+        # Listeners hear about changes only once they are committed.
+        units = self.units
+        for tr_id, attempt, _ in batch.starts:
+            self._notify(units[tr_id], TaskState.RUNNING, attempt)
+        for result in batch.finishes:
+            error = result.error.summary() if result.error else None
+            self._notify(units[result.task_run_id], result.task_state, result.attempt, error)
+        for item in batch.cached:
+            self._notify(units[item.task_run_id], TaskState.CACHED, units[item.task_run_id].attempt)
+        for queue in batch.queues:
+            self._notify(units[queue.task_run_id], TaskState.QUEUED, queue.attempt)
+
     def _set_run(self, state: RunState, error: str | None = None) -> None:
         at = self.c.clock.now()
         self.store.set_run_state(self.run_id, state, at, error=error)
         self.c.listener.on_run(run_id=self.run_id, state=state, at=at, error=error)
 
     def _notify(
-        self,
-        unit_node: str,
-        index: int | None,
-        state: TaskState,
-        attempt: int,
-        error: str | None = None,
+        self, unit: _Unit, state: TaskState, attempt: int, error: str | None = None
     ) -> None:
         self.c.listener.on_task(
             run_id=self.run_id,
-            node_id=unit_node,
-            map_index=index,
+            node_id=unit.node.id,
+            map_index=unit.index,
             state=state,
             attempt=attempt,
             at=self.c.clock.now(),
@@ -242,41 +322,67 @@ class _Driver:
         view = self.nodes[node_id]
         if view.node.mapped:
             return [item.output for item in view.items if item.output is not None]
-        assert view.output is not None, f"node {node_id} has no committed output"
-        return view.output
+        assert view.unit.output is not None, f"node {node_id} has no committed output"
+        return view.unit.output
 
     def _launch_ready(self) -> None:
-        batch: list[tuple[_Unit, Invocation]] = []
         while self.ready:
             view = self.nodes[self.ready.popleft()]
             if view.node.mapped:
-                batch.extend(self._expand(view))
+                self._expand(view)
             else:
-                unit = _Unit(view.node, view.tr_id, None, view.state)
-                batch.append((unit, self._invocation(unit, attempt=1)))
-        self._submit(batch)
+                self._launch(view.unit)
 
-    def _expand(self, view: _NodeView) -> list[tuple[_Unit, Invocation]]:
+    def _expand(self, view: _NodeView) -> None:
+        self._flush()  # the upstream result that made this node ready commits first
         at = self.c.clock.now()
         try:
             width = map_width(view.node, self._output_of, self.params)
         except MapWidthError as exc:
             self._fail_node(view, str(exc), at)
-            return []
+            return
         if not view.items:
             records = self.store.expand_map(
                 self.run_id, view.node.id, view.node.task.name, width, at
             )
-            view.items = [_Unit(view.node, r.id, r.map_index, r.state) for r in records]
-        if not view.items:
+            view.items = [self._unit(view.node, r) for r in records]
+            view.items_done = sum(item.state.done_ok for item in view.items)
+            self.units.update((item.tr_id, item) for item in view.items)
+        if view.items_done == len(view.items):
             self._succeed_node(view, at)
-            return []
+            return
         self._set_nodes([view], TaskState.RUNNING, at)
-        return [
-            (item, self._invocation(item, attempt=1))
-            for item in view.items
-            if item.state is TaskState.PENDING
-        ]
+        for item in view.items:
+            if item.state is TaskState.PENDING:
+                self._launch(item)
+
+    def _launch(self, unit: _Unit) -> None:
+        """Serve `unit` from the cache, or queue its next attempt."""
+        invocation = self._invocation(unit, attempt=unit.attempt + 1)
+        policy = unit.node.task.spec.cache
+        key = inputs = None
+        if policy is not None:
+            inputs = cache_inputs(unit.node.task, invocation.args, invocation.kwargs)
+            key = cache_key(inputs)
+            if not self.no_cache:
+                not_before = None if policy.expire is None else self.c.clock.now() - policy.expire
+                hit = self.store.find_cached(key, not_before=not_before)
+                if hit is not None:
+                    self.batch.cached.append(CachedItem(unit.tr_id, hit, key, inputs))
+                    unit.state, unit.output = TaskState.CACHED, hit.output
+                    self._unit_done(unit, self.c.clock.now())
+                    return
+        self._queue(unit, invocation, key, inputs)
+
+    def _queue(
+        self, unit: _Unit, invocation: Invocation, key: str | None, inputs: dict[str, Any] | None
+    ) -> None:
+        self.batch.queues.append(QueueItem(unit.tr_id, invocation.attempt, key, inputs))
+        unit.state = TaskState.QUEUED
+        unit.attempt = invocation.attempt
+        consumed = tuple(load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs)))
+        self.flights[invocation.key] = _Flight(unit, invocation, consumed)
+        self.to_submit.append(invocation)
 
     def _invocation(self, unit: _Unit, attempt: int) -> Invocation:
         node = unit.node
@@ -297,29 +403,17 @@ class _Driver:
             timeout=node.task.spec.timeout,
         )
 
-    def _submit(self, batch: list[tuple[_Unit, Invocation]]) -> None:
-        if not batch:
-            return
-        self.store.queue_attempts(
-            self.run_id, [(unit.tr_id, inv.attempt) for unit, inv in batch], self.c.clock.now()
-        )
-        for unit, invocation in batch:
-            unit.state = TaskState.QUEUED
-            unit.attempt = invocation.attempt
-            consumed = tuple(
-                load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs))
-            )
-            self.flights[invocation.key] = _Flight(unit, invocation, consumed)
-            self._notify(unit.node.id, unit.index, TaskState.QUEUED, invocation.attempt)
-            self.c.executor.submit(invocation)
-
     def _launch_due_retries(self) -> None:
         now = self.c.clock.monotonic()
-        batch = []
         while self.retries and self.retries[0][0] <= now:
             _, _, unit = heapq.heappop(self.retries)
-            batch.append((unit, self._invocation(unit, attempt=unit.attempt + 1)))
-        self._submit(batch)
+            invocation = self._invocation(unit, attempt=unit.attempt + 1)
+            flight_key = None
+            inputs = None
+            if unit.node.task.spec.cache is not None:
+                inputs = cache_inputs(unit.node.task, invocation.args, invocation.kwargs)
+                flight_key = cache_key(inputs)
+            self._queue(unit, invocation, flight_key, inputs)
 
     # --- executor events --------------------------------------------------------
 
@@ -328,32 +422,27 @@ class _Driver:
         if flight is None:
             return
         unit = flight.unit
-        if self.store.start_attempt(self.run_id, unit.tr_id, unit.attempt, event.at):
-            unit.state = TaskState.RUNNING
-            self._notify(unit.node.id, unit.index, TaskState.RUNNING, unit.attempt)
+        self.batch.starts.append((unit.tr_id, unit.attempt, event.at))
+        unit.state = TaskState.RUNNING
 
     def _on_finished(self, outcome: Outcome) -> None:
         flight = self.flights.pop(outcome.key, None)
         if flight is None:
             return  # a late result for an attempt this driver no longer tracks
         unit = flight.unit
-        policy = unit.node.task.spec.retry
-        decision = decide(policy, unit.attempt, outcome, self.c.rand())
+        failpoints.hit("task.after_return_before_commit", flight.invocation.label)
+        spec = unit.node.task.spec
+        decision = decide(spec.retry, unit.attempt - unit.base, outcome, self.c.rand())
         error = outcome.error
         if outcome.timed_out and error is None:
             error = ErrorInfo(
                 type="lockgate.Timeout",
-                message=f"timed out after {unit.node.task.spec.timeout:g} s",
+                message=f"timed out after {spec.timeout:g} s",
                 retryable=True,
                 user=False,
             )
-        retry_at = (
-            outcome.finished_at + decision.delay
-            if decision.task_state is TaskState.RETRYING
-            else None
-        )
-        applied = self.store.finish_attempt(
-            self.run_id,
+        retrying = decision.task_state is TaskState.RETRYING
+        self.batch.finishes.append(
             AttemptResult(
                 task_run_id=unit.tr_id,
                 attempt=unit.attempt,
@@ -364,44 +453,48 @@ class _Driver:
                 output=outcome.output if outcome.ok else None,
                 consumed=flight.consumed,
                 error=error,
-                retry_at=retry_at,
-            ),
+                retry_at=outcome.finished_at + decision.delay if retrying else None,
+            )
         )
-        if not applied:
-            return
         unit.state = decision.task_state
-        summary = error.summary() if error else None
-        self._notify(unit.node.id, unit.index, decision.task_state, unit.attempt, summary)
-        view = self.nodes[unit.node.id]
         at = self.c.clock.now()
         if decision.task_state is TaskState.SUCCEEDED:
             unit.output = outcome.output
-            if unit.index is None:
-                view.state, view.output = TaskState.SUCCEEDED, outcome.output
-                self._release(view)
-            elif all(item.state.done_ok for item in view.items):
-                self._succeed_node(view, at)
-        elif decision.task_state is TaskState.RETRYING:
+            self._unit_done(unit, at)
+        elif retrying:
             due = self.c.clock.monotonic() + decision.delay
             heapq.heappush(self.retries, (due, next(self._seq), unit))
         else:
+            view = self.nodes[unit.node.id]
             where = unit.node.id if unit.index is None else f"{unit.node.id}[{unit.index}]"
+            summary = error.summary() if error else "unknown error"
             reason = f"node {where!r} failed after {unit.attempt} attempt(s): {summary}"
             if unit.index is None:
-                view.state = TaskState.FAILED
                 self._after_failure(view, reason, at)
             elif view.state is not TaskState.FAILED:
                 self._fail_node(view, reason, at)
 
     # --- node transitions ---------------------------------------------------------
 
+    def _unit_done(self, unit: _Unit, at: float) -> None:
+        view = self.nodes[unit.node.id]
+        if unit.index is None:
+            self._release(view)
+            return
+        view.items_done += 1
+        if view.items_done == len(view.items) and view.state is not TaskState.FAILED:
+            self._succeed_node(view, at)
+
     def _set_nodes(
         self, views: list[_NodeView], state: TaskState, at: float, reason: str | None = None
     ) -> None:
-        self.store.set_task_state(self.run_id, [v.tr_id for v in views], state, at, reason=reason)
+        self._flush()  # keep the event order: batched item results come first
+        self.store.set_task_state(
+            self.run_id, [v.unit.tr_id for v in views], state, at, reason=reason
+        )
         for view in views:
-            view.state = state
-            self._notify(view.node.id, None, state, 0, reason)
+            view.unit.state = state
+            self._notify(view.unit, state, 0, reason)
 
     def _succeed_node(self, view: _NodeView, at: float) -> None:
         self._set_nodes([view], TaskState.SUCCEEDED, at)
@@ -429,13 +522,53 @@ class _Driver:
             if other.waiting == 0 and other.state is TaskState.PENDING:
                 self.ready.append(down)
 
-    def _cancel(self) -> None:
+    def _cancel(self, reason: str) -> None:
+        """Stop everything in flight, keep what finished, record the run as cancelled."""
+        for key in list(self.flights):
+            self.c.executor.cancel(key)
+        # The executor reports every cancelled invocation (after killing its
+        # worker's process group); an attempt that finished meanwhile keeps its result.
+        while self.flights:
+            for event in self.c.executor.poll(0.2):
+                if isinstance(event, Started):
+                    self._on_started(event)
+                elif isinstance(event, Finished):
+                    self._on_cancelled(event.outcome)
+        self.retries.clear()
+        self.ready.clear()
+        self.to_submit.clear()
+        self._flush()
         at = self.c.clock.now()
-        open_ids = [v.tr_id for v in self.nodes.values() if not v.state.terminal]
+        open_ids = [v.unit.tr_id for v in self.nodes.values() if not v.state.terminal]
         open_ids += [
             item.tr_id for v in self.nodes.values() for item in v.items if not item.state.terminal
         ]
-        self.store.set_task_state(
-            self.run_id, open_ids, TaskState.CANCELLED, at, reason="cancelled by the user"
+        self.store.set_task_state(self.run_id, open_ids, TaskState.CANCELLED, at, reason=reason)
+        for unit_id in open_ids:
+            unit = self.units[unit_id]
+            unit.state = TaskState.CANCELLED
+            self._notify(unit, TaskState.CANCELLED, unit.attempt, reason)
+        self._set_run(RunState.CANCELLED, error=reason)
+
+    def _on_cancelled(self, outcome: Outcome) -> None:
+        flight = self.flights.pop(outcome.key, None)
+        if flight is None:
+            return
+        unit = flight.unit
+        ok = outcome.ok
+        unit.state = TaskState.SUCCEEDED if ok else TaskState.CANCELLED
+        if ok:
+            unit.output = outcome.output
+        self.batch.finishes.append(
+            AttemptResult(
+                task_run_id=unit.tr_id,
+                attempt=unit.attempt,
+                attempt_state=AttemptState.SUCCEEDED if ok else AttemptState.CANCELLED,
+                task_state=unit.state,
+                finished_at=outcome.finished_at,
+                started_at=outcome.started_at,
+                output=outcome.output if ok else None,
+                consumed=flight.consumed,
+                error=None if ok else outcome.error,
+            )
         )
-        self._set_run(RunState.CANCELLED, error="cancelled by the user")

@@ -1,8 +1,9 @@
 """The inline executor: runs each invocation in the calling thread, one at a time.
 
-It is the simplest executor and the fastest for tiny tasks, but it cannot stop
-a running function: a task that exceeds its timeout is recorded as timed out
-only once it returns (a one-time warning says so).
+It is the simplest executor and the cheapest for tiny tasks, but it cannot
+stop a running function: a task that exceeds its timeout is recorded as timed
+out only once it returns (a warning per run says so). Output is captured at
+the Python level (print, sys.stderr, logging), not at the file-descriptor level.
 """
 
 from __future__ import annotations
@@ -12,9 +13,17 @@ import warnings
 from collections import deque
 
 from lockgate.errors import LockgateWarning
+from lockgate.executors.capture import captured
 from lockgate.executors.invoke import execute
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, ExecutorEvent, Finished, Invocation, Outcome, Started
+from lockgate.ports.executor import (
+    ErrorInfo,
+    ExecutorEvent,
+    Finished,
+    Invocation,
+    Outcome,
+    Started,
+)
 
 
 class InlineExecutor:
@@ -22,12 +31,13 @@ class InlineExecutor:
 
     name = "inline"
 
-    def __init__(self, store: ArtifactStore) -> None:
-        """Run invocations against `store`."""
+    def __init__(self, store: ArtifactStore, *, logs_root: str | None = None) -> None:
+        """Run invocations against `store`, capturing output under `logs_root`."""
         self.store = store
+        self.logs_root = logs_root
         self._queue: deque[Invocation] = deque()
-        self._started: Invocation | None = None
-        self._cancelled: set[str] = set()
+        self._running: Invocation | None = None
+        self._cancelled: list[str] = []
         self._warned_timeout = False
 
     def submit(self, invocation: Invocation) -> None:
@@ -44,33 +54,43 @@ class InlineExecutor:
         self._queue.append(invocation)
 
     def poll(self, timeout: float) -> list[ExecutorEvent]:
-        """Announce the next invocation, or run the announced one.
+        """Report cancellations, or run the next invocation and report its start and end.
 
-        Starting and finishing are reported by separate polls so that the
-        coordinator records the attempt as running before user code runs.
+        Both events of one invocation come back together: the coordinator has
+        already recorded it as queued, and one commit then covers its start and
+        its result.
         """
-        if self._started is not None:
-            invocation, self._started = self._started, None
-            return [Finished(execute(invocation, self.store))]
-        while self._queue:
+        if self._cancelled:
+            now = time.time()
+            error = ErrorInfo("lockgate.Cancelled", "cancelled", retryable=False, user=False)
+            events: list[ExecutorEvent] = [
+                Finished(Outcome(key, now, now, error=error)) for key in self._cancelled
+            ]
+            self._cancelled.clear()
+            return events
+        if self._queue:
             invocation = self._queue.popleft()
-            if invocation.key in self._cancelled:
-                now = time.time()
-                error = ErrorInfo(
-                    "lockgate.Cancelled", "cancelled before it started", retryable=False, user=False
-                )
-                return [Finished(Outcome(invocation.key, now, now, error=error))]
-            self._started = invocation
-            return [Started(invocation.key, time.time())]
+            self._running = invocation
+            started = time.time()
+            with captured(self.logs_root, invocation):
+                outcome = execute(invocation, self.store)
+            self._running = None
+            return [Started(invocation.key, started), Finished(outcome)]
         if timeout > 0:
             time.sleep(timeout)
         return []
 
     def cancel(self, key: str) -> None:
-        """Drop a queued invocation; one that is running cannot be stopped."""
-        self._cancelled.add(key)
+        """Drop a queued invocation, or give up one interrupted mid-run (Ctrl-C)."""
+        queued = [inv for inv in self._queue if inv.key == key]
+        interrupted = self._running is not None and self._running.key == key
+        if queued or interrupted:
+            self._queue = deque(inv for inv in self._queue if inv.key != key)
+            if interrupted:
+                self._running = None
+            self._cancelled.append(key)
 
     def close(self) -> None:
         """Forget queued invocations."""
         self._queue.clear()
-        self._started = None
+        self._running = None

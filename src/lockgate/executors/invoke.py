@@ -11,6 +11,7 @@ import time
 import traceback
 from typing import Any
 
+from lockgate import failpoints
 from lockgate.errors import ArtifactError, UnserializableOutputError
 from lockgate.model.context import TaskContext, enter, idempotency_key, leave
 from lockgate.ports.artifacts import ArtifactStore
@@ -59,6 +60,7 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
             )
         )
 
+    failpoints.hit("task.before_start", invocation.label)
     token = enter(
         TaskContext(
             run_id=invocation.run_id,

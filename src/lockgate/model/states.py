@@ -81,6 +81,8 @@ class EventKind(StrEnum):
     RUN_FAILED = "run_failed"
     RUN_GATE_FAILED = "run_gate_failed"
     RUN_CANCELLED = "run_cancelled"
+    RUN_RESUMED = "run_resumed"
+    RUN_CANCEL_REQUESTED = "run_cancel_requested"
     TASK_QUEUED = "task_queued"
     TASK_STARTED = "task_started"
     TASK_SUCCEEDED = "task_succeeded"
@@ -89,6 +91,7 @@ class EventKind(StrEnum):
     TASK_SKIPPED = "task_skipped"
     TASK_CACHED = "task_cached"
     TASK_CANCELLED = "task_cancelled"
+    TASK_RESET = "task_reset"
     MAP_EXPANDED = "map_expanded"
 
     @classmethod
@@ -114,3 +117,4 @@ class Trigger(StrEnum):
     PYTHON = "python"
     SCHEDULE = "schedule"
     SENSOR = "sensor"
+    RECOVER = "recover"

@@ -1,9 +1,10 @@
 """The metadata store port: runs, task runs, attempts, events, artifacts, lineage.
 
-Every write method is one transaction. Attempt-level writes are *fenced* by
-(task run, attempt): a write for an attempt that is no longer current (a
-late or repeated result) changes nothing and returns False. That is what
-makes commits exactly-once while execution is at-least-once.
+Every write method is one transaction. Attempt-level writes (`commit`) are
+*fenced* by (task run, attempt): a batch naming an attempt that is no longer
+current (a late or repeated result, or a coordinator that lost the run to a
+resume) is rolled back whole and raises `FencedError`. That is what makes
+commits exactly-once while execution is at-least-once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class NewRun:
     nodes: Sequence[tuple[str, str]]  # (node_id, task_name) in topological order
     git_sha: str | None = None
     git_dirty: bool | None = None
+    pipeline_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,15 @@ class RunRecord:
     git_sha: str | None = None
     git_dirty: bool | None = None
     error: str | None = None
+    pipeline_ref: str | None = None
+    cancel_requested_at: float | None = None
+
+    def stale(self, now: float, timeout: float) -> bool:
+        """True if the run claims to be active but its coordinator stopped beating."""
+        if self.status not in (RunState.RUNNING, RunState.QUEUED):
+            return False
+        last = self.heartbeat_at if self.heartbeat_at is not None else self.created_at
+        return now - last > timeout
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +83,9 @@ class TaskRunRecord:
     finished_at: float | None = None
     output: ArtifactRef | None = None
     error: str | None = None
+    cache_key: str | None = None
+    cache_inputs: Mapping[str, Any] | None = None
+    cached_from: int | None = None
 
     @property
     def label(self) -> str:
@@ -165,6 +179,57 @@ class AttemptResult:
     retry_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueItem:
+    """Attempt `attempt` of a task run is queued; the cache key it was looked up under."""
+
+    task_run_id: int
+    attempt: int
+    cache_key: str | None = None
+    cache_inputs: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CacheHit:
+    """A previous committed result whose cache key matches."""
+
+    task_run_id: int
+    run_id: str
+    node_id: str
+    map_index: int | None
+    output: ArtifactRef
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CachedItem:
+    """A task run satisfied from the cache instead of executing."""
+
+    task_run_id: int
+    hit: CacheHit
+    cache_key: str
+    cache_inputs: Mapping[str, Any]
+
+
+@dataclass
+class WriteBatch:
+    """State changes the coordinator commits together in one transaction.
+
+    Applied in this order: starts, finishes, cached, queues. Every start and
+    finish is fenced by (task run, attempt); if any fence fails the whole batch
+    is rolled back and `FencedError` is raised.
+    """
+
+    at: float
+    starts: list[tuple[int, int, float]] = field(default_factory=list)  # (task run, attempt, at)
+    finishes: list[AttemptResult] = field(default_factory=list)
+    cached: list[CachedItem] = field(default_factory=list)
+    queues: list[QueueItem] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.starts or self.finishes or self.cached or self.queues)
+
+
 class MetadataStore(Protocol):
     """Durable state of runs. One implementation per database family."""
 
@@ -194,21 +259,43 @@ class MetadataStore(Protocol):
         """Create the item task runs of a map node (idempotent) and return them."""
         ...
 
-    def queue_attempts(self, run_id: str, items: Sequence[tuple[int, int]], at: float) -> None:
-        """Queue attempt `n` of each `(task_run_id, n)`: attempt rows plus events."""
-        ...
+    def commit(self, run_id: str, batch: WriteBatch) -> None:
+        """Apply a batch of starts, finishes, cache hits and queues in one transaction.
 
-    def start_attempt(self, run_id: str, task_run_id: int, attempt: int, at: float) -> bool:
-        """Mark a queued attempt running. False if the attempt is not current."""
-        ...
-
-    def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
-        """Commit the end of an attempt: attempt row, task state, output, lineage, event.
-
-        Returns:
-            False (and changes nothing) if this attempt is no longer current, for
-            example because it was already committed.
+        Raises:
+            FencedError: a start or finish named an attempt that is not current;
+                nothing in the batch was applied.
         """
+        ...
+
+    def resume_run(
+        self, run_id: str, *, by: str, at: float, stale_before: float
+    ) -> list[TaskRunRecord]:
+        """Take over a failed, cancelled or orphaned run so it can be driven again.
+
+        In one transaction: marks the run running with a fresh heartbeat, turns
+        every task run without a committed result back to pending (an attempt
+        left queued or running is recorded as failed: its coordinator stopped),
+        and appends `run_resumed` (payload: by, previous status).
+
+        Args:
+            run_id: the run.
+            by: who resumes it ("cli", "api", "scheduler", "python", "recover").
+            at: now.
+            stale_before: a running or queued run whose heartbeat is newer than
+                this is still owned by a live coordinator and is refused.
+
+        Raises:
+            RunStateError: the run succeeded, or a live coordinator owns it.
+        """
+        ...
+
+    def request_cancel(self, run_id: str, *, by: str, at: float) -> RunRecord:
+        """Ask the run's coordinator to cancel it (it checks between steps)."""
+        ...
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """True once someone asked to cancel the run."""
         ...
 
     def set_task_state(
@@ -269,6 +356,14 @@ class MetadataStore(Protocol):
 
     def lineage(self, sha256: str) -> list[LineageEdge]:
         """Every task run that produced or consumed the artifact."""
+        ...
+
+    def find_cached(self, cache_key: str, *, not_before: float | None) -> CacheHit | None:
+        """The newest committed result with this cache key finished at or after `not_before`."""
+        ...
+
+    def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
+        """Committed task runs of `task_name` with cache inputs, newest first (for explain)."""
         ...
 
     def close(self) -> None:

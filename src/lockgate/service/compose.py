@@ -1,11 +1,12 @@
 """The composition root: the one place that picks concrete stores and executors.
 
-Heavy modules (SQLAlchemy, fsspec) are imported here, inside functions, so
-`import lockgate` stays fast.
+Heavy modules (SQLAlchemy, fsspec, multiprocessing machinery) are imported
+here, inside functions, so `import lockgate` stays fast.
 """
 
 from __future__ import annotations
 
+import functools
 from functools import cached_property
 
 from lockgate.errors import UsageError
@@ -14,7 +15,8 @@ from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import MetadataStore
 from lockgate.service.config import Settings
 
-EXECUTORS = ("inline",)
+EXECUTORS = ("process", "inline")
+DEFAULT_EXECUTOR = "process"
 
 
 class Workspace:
@@ -38,16 +40,31 @@ class Workspace:
 
         return open_artifact_store(self.settings.artifact_root)
 
-    def executor(self, name: str) -> Executor:
+    def executor(self, name: str = DEFAULT_EXECUTOR, *, workers: int | None = None) -> Executor:
         """A new executor of kind `name`.
 
+        Args:
+            name: "process" (a pool of worker processes) or "inline" (this thread).
+            workers: pool size for the process executor (default: CPU count).
+
         Raises:
-            UsageError: unknown executor name.
+            UsageError: unknown executor name or a bad worker count.
         """
+        if workers is not None and workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
         if name == "inline":
             from lockgate.executors.inline import InlineExecutor
 
-            return InlineExecutor(self.artifacts)
+            return InlineExecutor(self.artifacts, logs_root=self.settings.logs_root)
+        if name == "process":
+            from lockgate.executors.process import ProcessExecutor
+            from lockgate.stores.artifacts import open_artifact_store
+
+            return ProcessExecutor(
+                functools.partial(open_artifact_store, self.settings.artifact_root),
+                logs_root=self.settings.logs_root,
+                workers=workers,
+            )
         raise UsageError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
 
     def close(self) -> None:

@@ -1,19 +1,33 @@
-"""Settings from the environment: where metadata and artifacts live.
+"""Settings from the environment: where state lives and how liveness is judged.
 
-LOCKGATE_HOME           state directory (default: ./.lockgate)
-LOCKGATE_DB_URL         metadata database URL (default: SQLite file in LOCKGATE_HOME)
-LOCKGATE_ARTIFACT_ROOT  artifact store root, a path or fsspec URL
-                        (default: LOCKGATE_HOME/artifacts)
+LOCKGATE_HOME                 state directory (default: ./.lockgate)
+LOCKGATE_DB_URL               metadata database URL (default: SQLite file in LOCKGATE_HOME)
+LOCKGATE_ARTIFACT_ROOT        artifact store root, a path or fsspec URL
+                              (default: LOCKGATE_HOME/artifacts)
+LOCKGATE_LOGS_ROOT            captured task output (default: LOCKGATE_HOME/logs)
+LOCKGATE_HEARTBEAT_INTERVAL   seconds between a coordinator's heartbeats (default 5)
+LOCKGATE_HEARTBEAT_TIMEOUT    a running run whose heartbeat is older is stale:
+                              its coordinator is presumed dead (default 30)
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from lockgate.errors import ConfigError
+
+_VARIABLES = (
+    "LOCKGATE_HOME",
+    "LOCKGATE_DB_URL",
+    "LOCKGATE_ARTIFACT_ROOT",
+    "LOCKGATE_LOGS_ROOT",
+    "LOCKGATE_HEARTBEAT_INTERVAL",
+    "LOCKGATE_HEARTBEAT_TIMEOUT",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +37,9 @@ class Settings:
     home: Path
     db_url: str
     artifact_root: str
+    logs_root: str
+    heartbeat_interval: float = 5.0
+    heartbeat_timeout: float = 30.0
 
     @classmethod
     def from_env(
@@ -31,14 +48,39 @@ class Settings:
         """Read settings from `env` (default: os.environ); `home` overrides LOCKGATE_HOME.
 
         Raises:
-            ConfigError: a variable is set but empty.
+            ConfigError: a variable is set but empty or not a valid number, or the
+                heartbeat timeout is not longer than the interval.
         """
         env = os.environ if env is None else env
-        for name in ("LOCKGATE_HOME", "LOCKGATE_DB_URL", "LOCKGATE_ARTIFACT_ROOT"):
+        for name in _VARIABLES:
             if name in env and not env[name].strip():
                 raise ConfigError(f"{name} is set but empty; unset it or give it a value")
         root = Path(home if home is not None else env.get("LOCKGATE_HOME", ".lockgate"))
         root = root.expanduser().absolute()
-        db_url = env.get("LOCKGATE_DB_URL") or f"sqlite:///{root / 'lockgate.db'}"
-        artifact_root = env.get("LOCKGATE_ARTIFACT_ROOT") or str(root / "artifacts")
-        return cls(home=root, db_url=db_url, artifact_root=artifact_root)
+        interval = _seconds(env, "LOCKGATE_HEARTBEAT_INTERVAL", 5.0)
+        timeout = _seconds(env, "LOCKGATE_HEARTBEAT_TIMEOUT", 30.0)
+        if timeout <= interval:
+            raise ConfigError(
+                f"LOCKGATE_HEARTBEAT_TIMEOUT ({timeout:g} s) must be longer than "
+                f"LOCKGATE_HEARTBEAT_INTERVAL ({interval:g} s), or live runs look dead"
+            )
+        return cls(
+            home=root,
+            db_url=env.get("LOCKGATE_DB_URL") or f"sqlite:///{root / 'lockgate.db'}",
+            artifact_root=env.get("LOCKGATE_ARTIFACT_ROOT") or str(root / "artifacts"),
+            logs_root=env.get("LOCKGATE_LOGS_ROOT") or str(root / "logs"),
+            heartbeat_interval=interval,
+            heartbeat_timeout=timeout,
+        )
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    if name not in env:
+        return default
+    try:
+        value = float(env[name])
+    except ValueError:
+        raise ConfigError(f"{name}={env[name]!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={env[name]!r} must be a positive number of seconds")
+    return value

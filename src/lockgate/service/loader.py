@@ -24,6 +24,10 @@ from lockgate.errors import (
 )
 from lockgate.model.pipeline import Pipeline, forget_module
 
+# Set on modules this loader imported from a file path: they are not importable
+# by name elsewhere, so runs record their path and workers pickle them by value.
+LOADED_BY_PATH = "__lockgate_loaded_by_path__"
+
 
 def split_ref(ref: str) -> tuple[str, str]:
     """Split `PATH:PIPELINE` into its two parts.
@@ -114,6 +118,7 @@ def _load_file(path: Path) -> ModuleType:
     if spec is None or spec.loader is None:
         raise PipelineNotFoundError(f"cannot load {path} as a Python module")
     module = importlib.util.module_from_spec(spec)
+    setattr(module, LOADED_BY_PATH, True)
     directory = str(path.parent)
     if directory not in sys.path:
         sys.path.insert(0, directory)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from lockgate.engine.coordinator import Coordinator, RunSpec
@@ -13,9 +15,11 @@ from lockgate.errors import NodeNotFoundError, RunFailedError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.refs import NodeRef, ParamRef, decode, substitute
 from lockgate.model.states import RunState, TaskState, Trigger
+from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import AttemptRecord, RunRecord, TaskRunRecord
-from lockgate.service.compose import Workspace
+from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.gitinfo import git_state
+from lockgate.service.loader import LOADED_BY_PATH
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +147,18 @@ def _load(workspace: Workspace, record: TaskRunRecord) -> Any:
 def read_run(workspace: Workspace, run_id: str) -> RunResult:
     """Read a stored run back as a `RunResult`."""
     record = workspace.metadata.get_run(run_id)
-    records = workspace.metadata.task_runs(record.id)
+    items: dict[str, list[TaskRunRecord]] = {}
+    wholes = []
+    for task_run in workspace.metadata.task_runs(record.id):
+        if task_run.map_index is None:
+            wholes.append(task_run)
+        else:
+            items.setdefault(task_run.node_id, []).append(task_run)
     nodes: dict[str, NodeResult] = {}
-    for whole in (r for r in records if r.map_index is None):
-        items = tuple(r for r in records if r.node_id == whole.node_id and r.map_index is not None)
-        attempts = sum(i.attempts for i in items) if items else whole.attempts
-        nodes[whole.node_id] = NodeResult(whole.node_id, whole.state, attempts, whole.error, items)
+    for whole in wholes:
+        mine = tuple(items.get(whole.node_id, ()))
+        attempts = sum(i.attempts for i in mine) if mine else whole.attempts
+        nodes[whole.node_id] = NodeResult(whole.node_id, whole.state, attempts, whole.error, mine)
     return RunResult(record, nodes, workspace)
 
 
@@ -160,30 +170,73 @@ def attempts_by_task_run(workspace: Workspace, run_id: str) -> dict[int, list[At
     return grouped
 
 
+def pipeline_ref_of(pipeline: Pipeline) -> str | None:
+    """How `lockgate resume` can load this pipeline's code again, if it can.
+
+    A pipeline defined at module level of a file is `/abs/path.py:NAME`; of an
+    importable module, `module:NAME`. One defined inside a function (or in an
+    interactive session) cannot be loaded again: None.
+    """
+    fn = pipeline.fn
+    if "<locals>" in fn.__qualname__:
+        return None
+    module = sys.modules.get(fn.__module__)
+    filename = getattr(module, "__file__", None)
+    if module is None or filename is None:
+        return None
+    if fn.__module__ == "__main__" or getattr(module, "__spec__", None) is None:
+        return f"{Path(filename).resolve()}:{pipeline.name}"
+    if getattr(module, LOADED_BY_PATH, False):
+        return f"{Path(filename).resolve()}:{pipeline.name}"
+    return f"{fn.__module__}:{pipeline.name}"
+
+
+def coordinator(
+    workspace: Workspace, executor: Executor, listener: RunListener | None
+) -> Coordinator:
+    """A coordinator wired to the workspace's metadata store and settings."""
+    return Coordinator(
+        workspace.metadata,
+        executor,
+        listener=listener,
+        heartbeat_interval=workspace.settings.heartbeat_interval,
+    )
+
+
 def start_run(
     pipeline: Pipeline,
     params: Mapping[str, Any],
     *,
     workspace: Workspace,
-    executor: str = "inline",
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
     trigger: Trigger = Trigger.PYTHON,
     listener: RunListener | None = None,
+    no_cache: bool = False,
+    pipeline_ref: str | None = None,
 ) -> RunResult:
     """Run `pipeline` with already-bound `params` to a terminal state.
 
-    The Git commit of the file that defines the pipeline is recorded with the run.
+    The Git commit of the file that defines the pipeline, and how to load the
+    pipeline again (for resume), are recorded with the run.
     """
     try:
         source = inspect.getsourcefile(pipeline.fn)
     except TypeError:
         source = None
     git_sha, git_dirty = git_state(source) if source else (None, None)
-    runner = workspace.executor(executor)
-    coordinator = Coordinator(workspace.metadata, runner, listener=listener)
+    runner = workspace.executor(executor, workers=workers)
+    spec = RunSpec(
+        pipeline,
+        params,
+        trigger.value,
+        git_sha=git_sha,
+        git_dirty=git_dirty,
+        pipeline_ref=pipeline_ref or pipeline_ref_of(pipeline),
+        no_cache=no_cache,
+    )
     try:
-        run_id, _ = coordinator.run(
-            RunSpec(pipeline, params, trigger.value, git_sha=git_sha, git_dirty=git_dirty)
-        )
+        run_id, _ = coordinator(workspace, runner, listener).run(spec)
     finally:
         runner.close()
     return read_run(workspace, run_id)
@@ -193,7 +246,9 @@ def run(
     pipeline: Pipeline,
     params: Mapping[str, Any] | None = None,
     *,
-    executor: str = "inline",
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
+    cache: bool = True,
     workspace: Workspace | None = None,
     listener: RunListener | None = None,
 ) -> RunResult:
@@ -202,7 +257,10 @@ def run(
     Args:
         pipeline: a function decorated with `@lg.pipeline`.
         params: parameter values; strings are parsed to the parameter's type.
-        executor: where tasks run ("inline": this process).
+        executor: where tasks run: "process" (a pool of worker processes, the
+            default) or "inline" (this thread, one task at a time).
+        workers: pool size for the process executor (default: CPU count).
+        cache: reuse cached results of tasks with `cache=True` (False executes all).
         workspace: stores to use (default: from LOCKGATE_HOME / LOCKGATE_DB_URL /
             LOCKGATE_ARTIFACT_ROOT).
         listener: receives every state change (progress display).
@@ -223,6 +281,8 @@ def run(
         bound,
         workspace=workspace or Workspace(),
         executor=executor,
+        workers=workers,
         trigger=Trigger.PYTHON,
         listener=listener,
+        no_cache=not cache,
     )

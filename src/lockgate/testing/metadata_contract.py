@@ -12,16 +12,19 @@ from typing import Any
 
 import pytest
 
-from lockgate.errors import RunNotFoundError
+from lockgate.errors import FencedError, RunNotFoundError, RunStateError
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import ErrorInfo
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptResult,
+    CachedItem,
     MetadataStore,
     NewRun,
+    QueueItem,
     TaskRunRecord,
+    WriteBatch,
 )
 
 T0 = 1_790_000_000.0
@@ -51,6 +54,31 @@ def new_run(run_id: str = "r-1", pipeline: str = "nightly", nodes: Any = None) -
     )
 
 
+def queue(
+    store: MetadataStore, run_id: str, tr: int, attempt: int, at: float, **cache: Any
+) -> None:
+    """Queue one attempt through a batch."""
+    store.commit(run_id, WriteBatch(at=at, queues=[QueueItem(tr, attempt, **cache)]))
+
+
+def start(store: MetadataStore, run_id: str, tr: int, attempt: int, at: float) -> bool:
+    """Start one attempt through a batch; False when fenced."""
+    try:
+        store.commit(run_id, WriteBatch(at=at, starts=[(tr, attempt, at)]))
+    except FencedError:
+        return False
+    return True
+
+
+def finish(store: MetadataStore, run_id: str, result: AttemptResult) -> bool:
+    """Commit one attempt's end through a batch; False when fenced."""
+    try:
+        store.commit(run_id, WriteBatch(at=result.finished_at, finishes=[result]))
+    except FencedError:
+        return False
+    return True
+
+
 def succeed(
     store: MetadataStore,
     run_id: str,
@@ -58,11 +86,13 @@ def succeed(
     output: ArtifactRef,
     consumed: tuple[str, ...] = (),
     attempt: int = 1,
+    **cache: Any,
 ) -> bool:
     """Queue, start and commit one successful attempt."""
-    store.queue_attempts(run_id, [(record.id, attempt)], T0 + 1)
-    store.start_attempt(run_id, record.id, attempt, T0 + 2)
-    return store.finish_attempt(
+    queue(store, run_id, record.id, attempt, T0 + 1, **cache)
+    start(store, run_id, record.id, attempt, T0 + 2)
+    return finish(
+        store,
         run_id,
         AttemptResult(
             record.id,
@@ -136,17 +166,18 @@ class MetadataStoreContract:
         again = AttemptResult(
             a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, finished_at=T0 + 9, output=out
         )
-        assert store.finish_attempt("r-1", again) is False
+        assert finish(store, "r-1", again) is False
         assert len(store.lineage(out.sha256)) == 1
         assert [e.kind for e in store.events("r-1")].count(EventKind.TASK_SUCCEEDED) == 1
         assert store.attempts("r-1")[0].finished_at == T0 + 3
 
     def test_late_result_of_an_old_attempt_is_fenced(self, store: MetadataStore) -> None:
         a, _, _ = store.create_run(new_run())
-        store.queue_attempts("r-1", [(a.id, 1)], T0)
-        store.start_attempt("r-1", a.id, 1, T0)
+        queue(store, "r-1", a.id, 1, T0)
+        start(store, "r-1", a.id, 1, T0)
         error = ErrorInfo("ValueError", "boom")
-        assert store.finish_attempt(
+        assert finish(
+            store,
             "r-1",
             AttemptResult(
                 a.id,
@@ -158,8 +189,8 @@ class MetadataStoreContract:
                 retry_at=T0 + 2,
             ),
         )
-        store.queue_attempts("r-1", [(a.id, 2)], T0 + 2)
-        assert store.start_attempt("r-1", a.id, 1, T0 + 3) is False
+        queue(store, "r-1", a.id, 2, T0 + 2)
+        assert start(store, "r-1", a.id, 1, T0 + 3) is False
         late = AttemptResult(
             a.id,
             1,
@@ -168,8 +199,8 @@ class MetadataStoreContract:
             finished_at=T0 + 4,
             output=ref("late"),
         )
-        assert store.finish_attempt("r-1", late) is False
-        assert store.start_attempt("r-1", a.id, 2, T0 + 5)
+        assert finish(store, "r-1", late) is False
+        assert start(store, "r-1", a.id, 2, T0 + 5)
         record = next(r for r in store.task_runs("r-1") if r.node_id == "a")
         assert (record.state, record.attempts, record.output) == (TaskState.RUNNING, 2, None)
         attempts = store.attempts("r-1")
@@ -231,3 +262,91 @@ class MetadataStoreContract:
         listed = store.list_artifacts()
         assert len(listed) == 1 and listed[0].ref.inline is None
         assert listed[0].stored == "inline"
+
+    def test_a_fenced_batch_is_rolled_back_whole(self, store: MetadataStore) -> None:
+        a, b, _ = store.create_run(new_run())
+        succeed(store, "r-1", a, ref("A"))
+        stale = AttemptResult(
+            a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, T0 + 5, output=ref("A2")
+        )
+        batch = WriteBatch(at=T0 + 5, finishes=[stale], queues=[QueueItem(b.id, 1)])
+        with pytest.raises(FencedError, match="taken the run over"):
+            store.commit("r-1", batch)
+        states = {r.node_id: r.state for r in store.task_runs("r-1")}
+        assert states["b"] is TaskState.PENDING
+        assert store.get_artifact(ref("A2").sha256) is None
+
+    def test_finish_and_release_commit_together(self, store: MetadataStore) -> None:
+        a, b, _ = store.create_run(new_run())
+        queue(store, "r-1", a.id, 1, T0)
+        done = AttemptResult(
+            a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, T0 + 2, output=ref("A")
+        )
+        store.commit(
+            "r-1",
+            WriteBatch(
+                at=T0 + 2, starts=[(a.id, 1, T0 + 1)], finishes=[done], queues=[QueueItem(b.id, 1)]
+            ),
+        )
+        states = {r.node_id: r.state for r in store.task_runs("r-1")}
+        assert (states["a"], states["b"]) == (TaskState.SUCCEEDED, TaskState.QUEUED)
+        first = store.attempts("r-1")[0]
+        assert (first.started_at, first.finished_at) == (T0 + 1, T0 + 2)
+
+    def test_cache_hits_are_found_recorded_and_traced(self, store: MetadataStore) -> None:
+        a, _, _ = store.create_run(new_run("r-1"))
+        out = ref("A")
+        succeed(store, "r-1", a, out, cache_key="k" * 64, cache_inputs={"version": "v1"})
+        assert store.find_cached("x" * 64, not_before=None) is None
+        assert store.find_cached("k" * 64, not_before=T0 + 4) is None  # expired
+        hit = store.find_cached("k" * 64, not_before=None)
+        assert hit is not None and (hit.run_id, hit.node_id, hit.output) == ("r-1", "a", out)
+        a2, _, _ = store.create_run(new_run("r-2"))
+        store.commit(
+            "r-2",
+            WriteBatch(at=T0 + 10, cached=[CachedItem(a2.id, hit, "k" * 64, {"version": "v1"})]),
+        )
+        record = next(r for r in store.task_runs("r-2") if r.node_id == "a")
+        assert record.state is TaskState.CACHED and record.output == out
+        assert record.cached_from == a.id and record.cache_key == "k" * 64
+        event = next(e for e in store.events("r-2") if e.kind is EventKind.TASK_CACHED)
+        assert event.payload["source_run"] == "r-1" and event.payload["source_node"] == "a"
+        produced = {(e.run_id, e.direction) for e in store.lineage(out.sha256)}
+        assert produced == {("r-1", "produced"), ("r-2", "produced")}
+        history = store.cache_history("a", before=T0 + 100, limit=5)
+        assert [r.run_id for r in history] == ["r-2", "r-1"]
+
+    def test_resume_resets_what_did_not_commit(self, store: MetadataStore) -> None:
+        a, b, _ = store.create_run(new_run())
+        store.set_run_state("r-1", RunState.RUNNING, T0)
+        succeed(store, "r-1", a, ref("A"))
+        queue(store, "r-1", b.id, 1, T0 + 4)
+        start(store, "r-1", b.id, 1, T0 + 5)
+        with pytest.raises(RunStateError, match="still being driven"):
+            store.resume_run("r-1", by="cli", at=T0 + 6, stale_before=T0 - 30)
+        records = store.resume_run("r-1", by="cli", at=T0 + 100, stale_before=T0 + 70)
+        states = {r.node_id: (r.state, r.attempts) for r in records}
+        assert states == {
+            "a": (TaskState.SUCCEEDED, 1),
+            "b": (TaskState.PENDING, 1),
+            "c": (TaskState.PENDING, 0),
+        }
+        orphan = next(x for x in store.attempts("r-1") if x.node_id == "b")
+        assert orphan.state is AttemptState.FAILED and orphan.error is not None
+        assert orphan.error.type == "lockgate.Orphaned"
+        run = store.get_run("r-1")
+        assert run.status is RunState.RUNNING and run.heartbeat_at == T0 + 100
+        resumed = [e for e in store.events("r-1") if e.kind is EventKind.RUN_RESUMED]
+        assert resumed[0].payload == {"by": "cli", "previous_status": "running"}
+        store.set_run_state("r-1", RunState.SUCCEEDED, T0 + 200)
+        with pytest.raises(RunStateError, match="already succeeded"):
+            store.resume_run("r-1", by="cli", at=T0 + 300, stale_before=T0 + 300)
+
+    def test_cancel_requests(self, store: MetadataStore) -> None:
+        store.create_run(new_run())
+        assert store.cancel_requested("r-1") is False
+        run = store.request_cancel("r-1", by="cli", at=T0 + 1)
+        assert run.cancel_requested_at == T0 + 1 and store.cancel_requested("r-1")
+        store.set_run_state("r-1", RunState.CANCELLED, T0 + 2)
+        with pytest.raises(RunStateError, match="already ended"):
+            store.request_cancel("r-1", by="cli", at=T0 + 3)

@@ -65,6 +65,8 @@ def run_record(row: Any) -> RunRecord:
         git_sha=row.git_sha,
         git_dirty=row.git_dirty,
         error=row.error,
+        pipeline_ref=row.pipeline_ref,
+        cancel_requested_at=row.cancel_requested_at,
     )
 
 
@@ -94,6 +96,9 @@ def task_run_record(row: Any) -> TaskRunRecord:
         finished_at=row.finished_at,
         output=output,
         error=row.error,
+        cache_key=row.cache_key,
+        cache_inputs=row.cache_inputs,
+        cached_from=row.cached_from,
     )
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 WHOLE_NODE = -1
 
@@ -57,12 +57,15 @@ runs = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("params", sa.JSON, nullable=False),
     sa.Column("trigger", sa.String(20), nullable=False),
+    # How to load the pipeline's code again (absolute PATH:NAME or MODULE:NAME), for resume.
+    sa.Column("pipeline_ref", sa.String(1000)),
     sa.Column("git_sha", sa.String(64)),
     sa.Column("git_dirty", sa.Boolean),
     sa.Column("created_at", Time, nullable=False),
     sa.Column("started_at", Time),
     sa.Column("finished_at", Time),
     sa.Column("heartbeat_at", Time),
+    sa.Column("cancel_requested_at", Time),
     sa.Column("error", sa.Text),
     sa.Index(None, "pipeline_id", "created_at"),
     sa.Index(None, "status"),
@@ -99,7 +102,14 @@ task_runs = sa.Table(
     sa.Column("retry_at", Time),
     sa.Column("output_sha256", sa.String(64), sa.ForeignKey("artifacts.sha256")),
     sa.Column("error", sa.Text),
+    # Caching: the key, what it was computed from (for `lockgate explain`), and
+    # for a cache hit the task run whose output was reused.
+    sa.Column("cache_key", sa.String(64)),
+    sa.Column("cache_inputs", sa.JSON),
+    sa.Column("cached_from", Id, sa.ForeignKey("task_runs.id")),
     sa.UniqueConstraint("run_id", "node_id", "map_index"),
+    sa.Index(None, "cache_key"),
+    sa.Index(None, "task_name", "finished_at"),
 )
 
 attempts = sa.Table(

@@ -15,18 +15,26 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from lockgate.errors import MetadataBusyError, MetadataError, RunNotFoundError
+from lockgate.errors import (
+    FencedError,
+    MetadataBusyError,
+    MetadataError,
+    RunNotFoundError,
+    RunStateError,
+)
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptRecord,
-    AttemptResult,
+    CacheHit,
     EventRecord,
     LineageEdge,
     NewRun,
     RunRecord,
     TaskRunRecord,
+    WriteBatch,
 )
+from lockgate.stores.metadata import batch as batch_writes
 from lockgate.stores.metadata import connect, records
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.schema import (
@@ -50,10 +58,6 @@ _RUN_COLUMNS = (
 )
 
 
-class _Fenced(Exception):
-    """Raised inside a transaction to roll it back when a fence did not match."""
-
-
 class SqlMetadataStore:
     """`MetadataStore` over SQLAlchemy Core."""
 
@@ -68,7 +72,7 @@ class SqlMetadataStore:
         self.busy_timeout = busy_timeout
         self._writer, self._reader = connect.engines(url, busy_timeout=busy_timeout)
         self._dialect = self._writer.dialect.name
-        self._st = Statements(self._dialect)
+        self._st = Statements(self._writer.dialect)
         with self._errors():
             ensure_schema(self._writer, connect.redact(url))
 
@@ -121,9 +125,8 @@ class SqlMetadataStore:
         attempt: int | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> None:
-        conn.execute(
-            self._st.insert_event,
-            records.event_row(run_id, kind, at, task_run_id, attempt, payload),
+        self._st.insert_event.execute(
+            conn, records.event_row(run_id, kind, at, task_run_id, attempt, payload)
         )
 
     def close(self) -> None:
@@ -166,6 +169,7 @@ class SqlMetadataStore:
                     trigger=new.trigger,
                     git_sha=new.git_sha,
                     git_dirty=new.git_dirty,
+                    pipeline_ref=new.pipeline_ref,
                     created_at=new.created_at,
                 )
             )
@@ -263,121 +267,137 @@ class SqlMetadataStore:
             ).all()
         return [records.task_run_record(row) for row in rows]
 
-    def queue_attempts(self, run_id: str, items: Sequence[tuple[int, int]], at: float) -> None:
-        """Queue attempt `n` of each task run in `items`."""
-        if not items:
+    def commit(self, run_id: str, batch: WriteBatch) -> None:
+        """Apply the coordinator's batch in one transaction, or nothing of it."""
+        if not batch:
             return
-        st = self._st
-        with self._tx() as conn:
-            conn.execute(st.queue_task_run, [{"tr": tr, "n": n, "at": at} for tr, n in items])
-            conn.execute(
-                st.insert_attempt,
-                [
-                    {
-                        "task_run_id": tr,
-                        "number": n,
-                        "state": AttemptState.QUEUED.value,
-                        "queued_at": at,
-                    }
-                    for tr, n in items
-                ],
-            )
-            conn.execute(
-                st.insert_event,
-                [records.event_row(run_id, EventKind.TASK_QUEUED, at, tr, n) for tr, n in items],
-            )
-
-    def start_attempt(self, run_id: str, task_run_id: int, attempt: int, at: float) -> bool:
-        """Mark the current queued attempt running; False if it is not current."""
-        st = self._st
-        params = {"tr": task_run_id, "n": attempt, "at": at}
-        with self._tx() as conn:
-            if not conn.execute(st.start_task_run, params).rowcount:
-                return False
-            conn.execute(st.start_attempt, params)
-            conn.execute(
-                st.insert_event,
-                records.event_row(run_id, EventKind.TASK_STARTED, at, task_run_id, attempt),
-            )
-        return True
-
-    def finish_attempt(self, run_id: str, result: AttemptResult) -> bool:
-        """Commit an attempt's end in one transaction, once."""
-        st = self._st
-        error = result.error
-        output = result.output
-        keys = {"tr": result.task_run_id, "n": result.attempt}
-        payload: dict[str, Any] = {}
-        if error is not None:
-            payload["error"] = error.summary()
-            payload["retryable"] = error.retryable
-        if result.retry_at is not None:
-            payload["retry_at"] = result.retry_at
-        if output is not None:
-            payload["output"] = output.uri
-        edges = [(sha, "consumed") for sha in dict.fromkeys(result.consumed)]
-        if output is not None:
-            edges.append((output.sha256, "produced"))
         try:
             with self._tx() as conn:
-                if output is not None:
-                    conn.execute(
-                        st.insert_artifact,
-                        records.artifact_row(ArtifactRecord(output, result.finished_at)),
-                    )
-                changed = conn.execute(
-                    st.finish_task_run,
-                    {
-                        **keys,
-                        "state": result.task_state.value,
-                        "retry_at": result.retry_at,
-                        "error": error.summary() if error else None,
-                        "finished_at": result.finished_at if result.task_state.terminal else None,
-                        "output": output.sha256 if output is not None else None,
-                    },
-                ).rowcount
-                if not changed:
-                    raise _Fenced
-                conn.execute(
-                    st.finish_attempt,
-                    {
-                        **keys,
-                        "state": result.attempt_state.value,
-                        "started_at": result.started_at,
-                        "finished_at": result.finished_at,
-                        "error_type": error.type if error else None,
-                        "error_message": error.message if error else None,
-                        "error_traceback": error.traceback if error else None,
-                        "error_user": error.user if error else None,
-                    },
+                batch_writes.apply(conn, self._st, run_id, batch)
+        except batch_writes.Fenced as exc:
+            raise FencedError(
+                f"run {run_id}: {exc}. Another coordinator has taken the run over (it was "
+                "resumed elsewhere); this process stops driving it and nothing of its last "
+                "batch was written."
+            ) from None
+
+    def resume_run(
+        self, run_id: str, *, by: str, at: float, stale_before: float
+    ) -> list[TaskRunRecord]:
+        """Reset what did not commit and take the run over (see the port)."""
+        done = [TaskState.SUCCEEDED.value, TaskState.CACHED.value]
+        open_attempts = [AttemptState.QUEUED.value, AttemptState.RUNNING.value]
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(runs.c.status, runs.c.heartbeat_at, runs.c.created_at).where(
+                    runs.c.id == run_id
                 )
-                if edges:
-                    conn.execute(
-                        st.insert_edge,
-                        [
-                            {
-                                "run_id": run_id,
-                                "task_run_id": result.task_run_id,
-                                "sha256": sha,
-                                "direction": direction,
-                            }
-                            for sha, direction in edges
-                        ],
-                    )
-                conn.execute(
-                    st.insert_event,
-                    records.event_row(
-                        run_id,
-                        EventKind.for_task(result.task_state),
-                        result.finished_at,
-                        result.task_run_id,
-                        result.attempt,
-                        payload,
-                    ),
+            ).first()
+            if row is None:
+                raise RunNotFoundError(f"no run {run_id!r}; `lockgate runs` lists runs")
+            status = RunState(row.status)
+            if status is RunState.SUCCEEDED:
+                raise RunStateError(
+                    f"run {run_id} already succeeded: nothing to resume. Start a new run."
                 )
-        except _Fenced:
-            return False
-        return True
+            last = row.heartbeat_at if row.heartbeat_at is not None else row.created_at
+            if status in (RunState.RUNNING, RunState.QUEUED) and last >= stale_before:
+                raise RunStateError(
+                    f"run {run_id} is {status.value} and its coordinator's last heartbeat was "
+                    f"{max(0.0, at - last):.0f} s ago: it is still being driven. Cancel it "
+                    "(`lockgate cancel`) or wait until its heartbeat is stale."
+                )
+            reset = conn.execute(
+                sa.select(task_runs.c.id, task_runs.c.state, task_runs.c.attempts).where(
+                    task_runs.c.run_id == run_id, task_runs.c.state.not_in(done)
+                )
+            ).all()
+            ids = [r.id for r in reset]
+            if ids:
+                conn.execute(
+                    attempts.update()
+                    .where(attempts.c.task_run_id.in_(ids), attempts.c.state.in_(open_attempts))
+                    .values(
+                        state=AttemptState.FAILED.value,
+                        finished_at=at,
+                        error_type="lockgate.Orphaned",
+                        error_message=(
+                            "the coordinator stopped before this attempt finished; "
+                            f"the run was resumed by {by}"
+                        ),
+                        error_user=False,
+                    )
+                )
+                conn.execute(
+                    task_runs.update()
+                    .where(task_runs.c.id.in_(ids))
+                    .values(
+                        state=TaskState.PENDING.value,
+                        queued_at=None,
+                        started_at=None,
+                        finished_at=None,
+                        retry_at=None,
+                        error=None,
+                    )
+                )
+                self._st.insert_event.executemany(
+                    conn,
+                    [
+                        records.event_row(
+                            run_id,
+                            EventKind.TASK_RESET,
+                            at,
+                            r.id,
+                            r.attempts or None,
+                            {"previous_state": r.state},
+                        )
+                        for r in reset
+                    ],
+                )
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id)
+                .values(
+                    status=RunState.RUNNING.value,
+                    heartbeat_at=at,
+                    finished_at=None,
+                    error=None,
+                    cancel_requested_at=None,
+                )
+            )
+            self._event(
+                conn,
+                run_id,
+                EventKind.RUN_RESUMED,
+                at,
+                payload={"by": by, "previous_status": status.value},
+            )
+            rows = conn.execute(self._task_runs_query(run_id)).all()
+        return [records.task_run_record(r) for r in rows]
+
+    def request_cancel(self, run_id: str, *, by: str, at: float) -> RunRecord:
+        """Flag the run for cancellation; its coordinator acts on it between steps."""
+        with self._tx() as conn:
+            status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
+            if status is None:
+                raise RunNotFoundError(f"no run {run_id!r}; `lockgate runs` lists runs")
+            if RunState(status).terminal:
+                raise RunStateError(f"run {run_id} already ended ({status}); nothing to cancel")
+            conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.cancel_requested_at.is_(None))
+                .values(cancel_requested_at=at)
+            )
+            self._event(conn, run_id, EventKind.RUN_CANCEL_REQUESTED, at, payload={"by": by})
+        return self.get_run(run_id)
+
+    def cancel_requested(self, run_id: str) -> bool:
+        """True once the run has a cancel request."""
+        with self._read() as conn:
+            at = conn.execute(
+                sa.select(runs.c.cancel_requested_at).where(runs.c.id == run_id)
+            ).scalar()
+        return at is not None
 
     def set_task_state(
         self,
@@ -413,8 +433,8 @@ class SqlMetadataStore:
             )
             payload = {"reason": reason} if reason else {}
             kind = EventKind.for_task(state)
-            conn.execute(
-                self._st.insert_event,
+            self._st.insert_event.executemany(
+                conn,
                 [
                     records.event_row(run_id, kind, at, row.id, row.attempts or None, payload)
                     for row in open_ids
@@ -482,16 +502,21 @@ class SqlMetadataStore:
             raise RunNotFoundError(f"no run {run_id!r}")
         return dict(graph)
 
-    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
-        """The run's task runs with their outputs, in creation order."""
-        query = (
+    @staticmethod
+    def _task_runs_query(run_id: str) -> sa.Select[Any]:
+        return (
             sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
             .join_from(task_runs, artifacts, isouter=True)
             .where(task_runs.c.run_id == run_id)
             .order_by(task_runs.c.id)
         )
+
+    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
+        """The run's task runs with their outputs, in creation order."""
         with self._read() as conn:
-            return [records.task_run_record(row) for row in conn.execute(query)]
+            return [
+                records.task_run_record(row) for row in conn.execute(self._task_runs_query(run_id))
+            ]
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of the run."""
@@ -540,6 +565,52 @@ class SqlMetadataStore:
         query = sa.select(*columns, is_inline).order_by(artifacts.c.created_at.desc()).limit(limit)
         with self._read() as conn:
             return [records.artifact_record(row) for row in conn.execute(query)]
+
+    def find_cached(self, cache_key: str, *, not_before: float | None) -> CacheHit | None:
+        """The newest committed result with this cache key (and not older than `not_before`)."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts)
+            .where(
+                task_runs.c.cache_key == cache_key,
+                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
+            )
+            .order_by(task_runs.c.finished_at.desc())
+            .limit(1)
+        )
+        if not_before is not None:
+            query = query.where(task_runs.c.finished_at >= not_before)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        record = records.task_run_record(row)
+        assert record.output is not None and record.finished_at is not None
+        return CacheHit(
+            task_run_id=record.id,
+            run_id=record.run_id,
+            node_id=record.node_id,
+            map_index=record.map_index,
+            output=record.output,
+            finished_at=record.finished_at,
+        )
+
+    def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
+        """Committed task runs of `task_name` that recorded cache inputs, newest first."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(
+                task_runs.c.task_name == task_name,
+                task_runs.c.cache_inputs.is_not(None),
+                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
+                task_runs.c.finished_at <= before,
+            )
+            .order_by(task_runs.c.finished_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [records.task_run_record(row) for row in conn.execute(query)]
 
     def lineage(self, sha256: str) -> list[LineageEdge]:
         """Every task run that produced or consumed the artifact."""

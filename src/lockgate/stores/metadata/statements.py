@@ -1,12 +1,17 @@
-"""Statements on the per-task hot path, built once per store.
+"""Statements on the per-task hot path, compiled once per store.
 
-Building a SQLAlchemy statement (`.where(...)`, `.values(...)`) and computing
-its cache key costs far more than executing it on SQLite; statements built
-once with bind parameters are executed with plain dicts instead.
+Building a SQLAlchemy statement and executing it through the Core costs
+around 80 µs per call on this kind of machine, several times what SQLite
+needs to run it. The per-task statements are therefore built once, compiled
+to their dialect's SQL string once, and run straight on the DBAPI cursor of
+the transaction's connection (`Raw`), with JSON parameters serialized here.
+Everything else keeps using the Core.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,17 +30,88 @@ def insert_ignore(dialect: str, table: sa.Table) -> Any:
     return module.insert(table).on_conflict_do_nothing()
 
 
-class Statements:
-    """Prebuilt statements for one database dialect."""
+class Raw:
+    """A statement compiled once, executed on the DBAPI cursor of a Core connection."""
 
-    def __init__(self, dialect: str) -> None:
-        """Build every statement for `dialect` ("sqlite" or "postgresql")."""
-        self.insert_event = events.insert()
-        self.insert_attempt = attempts.insert()
-        self.insert_artifact = insert_ignore(dialect, artifacts)
-        self.insert_edge = insert_ignore(dialect, lineage_edges)
+    def __init__(
+        self,
+        statement: Any,
+        dialect: sa.Dialect,
+        *,
+        keys: Sequence[str] | None = None,
+        json_params: Sequence[str] = (),
+    ) -> None:
+        """Compile `statement` for `dialect`.
+
+        Args:
+            statement: a Core statement with bind parameters.
+            dialect: the engine's dialect.
+            keys: for an INSERT, the columns it sets (others take their defaults).
+            json_params: parameters to serialize as JSON.
+        """
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys else None)
+        self.sql: str = compiled.string
+        self.names: Sequence[str] | None = compiled.positiontup
+        self.defaults: dict[str, Any] = dict(compiled.params)
+        self.json_params = tuple(json_params)
+
+    def _prepare(self, params: Mapping[str, Any]) -> Any:
+        values = {**self.defaults, **params}
+        for name in self.json_params:
+            if values.get(name) is not None:
+                values[name] = json.dumps(values[name])
+        if self.names is None:
+            return values
+        return tuple(values[name] for name in self.names)
+
+    def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> int:
+        """Run once; return the number of rows it changed."""
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(self.sql, self._prepare(params))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def executemany(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Run once per row in one call."""
+        prepared = [self._prepare(row) for row in rows]
+        if not prepared:
+            return
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.executemany(self.sql, prepared)
+        finally:
+            cursor.close()
+
+
+_EVENT_KEYS = ("run_id", "task_run_id", "attempt", "kind", "at", "payload")
+_ATTEMPT_KEYS = ("task_run_id", "number", "state", "queued_at")
+_ARTIFACT_KEYS = (
+    "sha256",
+    "serializer",
+    "size",
+    "type_name",
+    "length",
+    "inline",
+    "origin",
+    "created_at",
+)
+_EDGE_KEYS = ("run_id", "task_run_id", "sha256", "direction")
+
+
+class Statements:
+    """Hot-path statements for one engine's dialect, compiled once."""
+
+    def __init__(self, dialect: sa.Dialect) -> None:
+        """Build and compile every statement for `dialect`."""
+        name = dialect.name
+        self.insert_event = Raw(events.insert(), dialect, keys=_EVENT_KEYS, json_params=["payload"])
+        self.insert_attempt = Raw(attempts.insert(), dialect, keys=_ATTEMPT_KEYS)
+        self.insert_artifact = Raw(insert_ignore(name, artifacts), dialect, keys=_ARTIFACT_KEYS)
+        self.insert_edge = Raw(insert_ignore(name, lineage_edges), dialect, keys=_EDGE_KEYS)
         # IN (...) cannot be used with executemany, so the states are spelled out.
-        self.queue_task_run = (
+        self.queue_task_run = Raw(
             task_runs.update()
             .where(
                 _tr.id == sa.bindparam("tr"),
@@ -47,23 +123,45 @@ class Statements:
                 queued_at=sa.bindparam("at"),
                 started_at=None,
                 retry_at=None,
-            )
+                cache_key=sa.bindparam("cache_key"),
+                cache_inputs=sa.bindparam("cache_inputs", type_=sa.JSON),
+            ),
+            dialect,
+            json_params=["cache_inputs"],
         )
-        self.start_task_run = (
+        self.cache_task_run = Raw(
+            task_runs.update()
+            .where(_tr.id == sa.bindparam("tr"), _tr.state == TaskState.PENDING.value)
+            .values(
+                state=TaskState.CACHED.value,
+                queued_at=sa.bindparam("at"),
+                started_at=sa.bindparam("at"),
+                finished_at=sa.bindparam("at"),
+                output_sha256=sa.bindparam("output"),
+                cache_key=sa.bindparam("cache_key"),
+                cache_inputs=sa.bindparam("cache_inputs", type_=sa.JSON),
+                cached_from=sa.bindparam("source"),
+            ),
+            dialect,
+            json_params=["cache_inputs"],
+        )
+        self.start_task_run = Raw(
             task_runs.update()
             .where(
                 _tr.id == sa.bindparam("tr"),
                 _tr.attempts == sa.bindparam("n"),
                 _tr.state == TaskState.QUEUED.value,
             )
-            .values(state=TaskState.RUNNING.value, started_at=sa.bindparam("at"))
+            .values(state=TaskState.RUNNING.value, started_at=sa.bindparam("at")),
+            dialect,
         )
-        self.start_attempt = (
+        self.start_attempt = Raw(
             attempts.update()
             .where(_at.task_run_id == sa.bindparam("tr"), _at.number == sa.bindparam("n"))
-            .values(state=AttemptState.RUNNING.value, started_at=sa.bindparam("at"))
+            .values(state=AttemptState.RUNNING.value, started_at=sa.bindparam("at")),
+            dialect,
         )
-        self.finish_task_run = (
+        self.finish_task_run = Raw(
             task_runs.update()
             .where(
                 _tr.id == sa.bindparam("tr"),
@@ -74,11 +172,13 @@ class Statements:
                 state=sa.bindparam("state"),
                 retry_at=sa.bindparam("retry_at"),
                 error=sa.bindparam("error"),
+                started_at=sa.func.coalesce(_tr.started_at, sa.bindparam("started_at")),
                 finished_at=sa.bindparam("finished_at"),
                 output_sha256=sa.bindparam("output"),
-            )
+            ),
+            dialect,
         )
-        self.finish_attempt = (
+        self.finish_attempt = Raw(
             attempts.update()
             .where(_at.task_run_id == sa.bindparam("tr"), _at.number == sa.bindparam("n"))
             .values(
@@ -89,5 +189,6 @@ class Statements:
                 error_message=sa.bindparam("error_message"),
                 error_traceback=sa.bindparam("error_traceback"),
                 error_user=sa.bindparam("error_user"),
-            )
+            ),
+            dialect,
         )

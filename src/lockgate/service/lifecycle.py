@@ -1,0 +1,193 @@
+"""Run lifecycle use cases: resume, recover orphaned runs, cancel.
+
+Resume takes a run over in one transaction (see `MetadataStore.resume_run`)
+and drives what did not commit; nodes with a committed result are never
+executed again. A run is orphaned when it claims to be running but its
+coordinator's heartbeat is older than `LOCKGATE_HEARTBEAT_TIMEOUT`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lockgate.engine.listener import RunListener
+from lockgate.errors import LockgateError, RunStateError
+from lockgate.model.pipeline import Pipeline
+from lockgate.model.states import RunState, TaskState, Trigger
+from lockgate.ports.metadata import RunRecord
+from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
+from lockgate.service.loader import load_pipeline
+from lockgate.service.runs import RunResult, coordinator, read_run
+
+
+def _pipeline_for(record: RunRecord, pipeline: Pipeline | None) -> Pipeline:
+    if pipeline is None:
+        if not record.pipeline_ref:
+            raise RunStateError(
+                f"run {record.id} ran a pipeline defined where lockgate cannot load it again "
+                "(inside a function or an interactive session); resume it from Python with "
+                f"lg.resume({record.id!r}, pipeline=<the pipeline>)."
+            )
+        pipeline = load_pipeline(record.pipeline_ref)
+    if pipeline.name != record.pipeline or pipeline.version != record.pipeline_version:
+        where = record.pipeline_ref or "the given pipeline"
+        restore = f" (git checkout {record.git_sha})" if record.git_sha else ""
+        raise RunStateError(
+            f"run {record.id} ran pipeline {record.pipeline!r} version "
+            f"{record.pipeline_version[:12]}, but {where} is now {pipeline.name!r} version "
+            f"{pipeline.version[:12]}: the code changed since the run. Resume re-executes the "
+            f"recorded version only: restore that code{restore} or start a new run."
+        )
+    return pipeline
+
+
+def resume_run(
+    workspace: Workspace,
+    run_id: str,
+    *,
+    pipeline: Pipeline | None = None,
+    by: Trigger = Trigger.CLI,
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
+    no_cache: bool = False,
+    listener: RunListener | None = None,
+) -> RunResult:
+    """Continue a failed, cancelled or orphaned run under the same id.
+
+    Args:
+        workspace: the installation holding the run.
+        run_id: the run (or a unique prefix).
+        pipeline: the pipeline object; default: load it from the ref recorded
+            with the run.
+        by: who resumes, recorded in the `run_resumed` event.
+        executor: where the remaining tasks run.
+        workers: process pool size.
+        no_cache: execute remaining nodes even when a cached result matches.
+        listener: progress display.
+
+    Raises:
+        RunStateError: the run succeeded, is still driven by a live coordinator,
+            or its code changed since it ran.
+    """
+    record = workspace.metadata.get_run(run_id)
+    target = _pipeline_for(record, pipeline)
+    params = target.params_from_json(record.params)
+    now = time.time()
+    records = workspace.metadata.resume_run(
+        record.id,
+        by=by.value,
+        at=now,
+        stale_before=now - workspace.settings.heartbeat_timeout,
+    )
+    runner = workspace.executor(executor, workers=workers)
+    try:
+        coordinator(workspace, runner, listener).drive(target, params, record.id, records, no_cache)
+    finally:
+        runner.close()
+    return read_run(workspace, record.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What `recover` did with one orphaned run."""
+
+    run_id: str
+    result: RunResult | None
+    error: str | None
+
+
+def orphaned_runs(workspace: Workspace) -> list[RunRecord]:
+    """Runs that claim to be running or queued but whose coordinator stopped beating."""
+    now = time.time()
+    timeout = workspace.settings.heartbeat_timeout
+    found = []
+    for status in (RunState.RUNNING, RunState.QUEUED):
+        for record in workspace.metadata.list_runs(limit=10_000, status=status):
+            if record.stale(now, timeout):
+                found.append(record)
+    return sorted(found, key=lambda r: r.created_at)
+
+
+def recover_runs(
+    workspace: Workspace,
+    *,
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
+    listener_for: Callable[[RunRecord], RunListener | None] = lambda _: None,
+) -> list[Recovery]:
+    """Resume every orphaned run, oldest first; one failure does not stop the rest."""
+    outcomes = []
+    for record in orphaned_runs(workspace):
+        try:
+            result = resume_run(
+                workspace,
+                record.id,
+                by=Trigger.RECOVER,
+                executor=executor,
+                workers=workers,
+                listener=listener_for(record),
+            )
+        except LockgateError as exc:
+            outcomes.append(Recovery(record.id, None, f"{type(exc).__name__}: {exc}"))
+        else:
+            outcomes.append(Recovery(record.id, result, None))
+    return outcomes
+
+
+def cancel_run(workspace: Workspace, run_id: str, *, by: Trigger = Trigger.CLI) -> RunRecord:
+    """Cancel a run.
+
+    A run driven by a live coordinator is flagged; the coordinator stops its
+    workers and records the cancellation within a second. A run nobody drives
+    (queued, or orphaned) is cancelled here and now.
+
+    Raises:
+        RunStateError: the run already ended.
+    """
+    store = workspace.metadata
+    now = time.time()
+    record = store.request_cancel(run_id, by=by.value, at=now)
+    if record.status is RunState.QUEUED or record.stale(now, workspace.settings.heartbeat_timeout):
+        reason = f"cancelled by {by.value} (no coordinator was driving the run)"
+        open_ids = [r.id for r in store.task_runs(record.id) if not r.state.terminal]
+        store.set_task_state(record.id, open_ids, TaskState.CANCELLED, now, reason=reason)
+        store.set_run_state(record.id, RunState.CANCELLED, now, error=reason)
+    return store.get_run(record.id)
+
+
+def resume(
+    run_id: str,
+    *,
+    pipeline: Pipeline | None = None,
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
+    cache: bool = True,
+    workspace: Workspace | None = None,
+    listener: RunListener | None = None,
+) -> RunResult:
+    """Resume a failed, cancelled or orphaned run from Python, under the same id.
+
+    Nodes that committed a result are not executed again. `pipeline` is needed
+    only when the run's pipeline was defined where lockgate cannot import it
+    again (inside a function); otherwise it is loaded from the recorded ref.
+
+    Raises:
+        RunStateError: the run succeeded, is still being driven, or its code changed.
+    """
+    return resume_run(
+        workspace or Workspace(),
+        run_id,
+        pipeline=pipeline,
+        by=Trigger.PYTHON,
+        executor=executor,
+        workers=workers,
+        no_cache=not cache,
+        listener=listener,
+    )
+
+
+def cancel(run_id: str, *, workspace: Workspace | None = None) -> RunRecord:
+    """Cancel a run from Python (see `lockgate cancel`)."""
+    return cancel_run(workspace or Workspace(), run_id, by=Trigger.PYTHON)

@@ -1,0 +1,207 @@
+"""Applying a `WriteBatch`: the coordinator's state changes, in one transaction.
+
+Starts and finishes are fenced by (task run, attempt) with conditional
+UPDATEs; a cache hit is fenced on the task run still being pending. If any
+fence fails the caller rolls the whole transaction back: a coordinator whose
+write is fenced has lost the run to another one and must stop.
+
+This is the per-task hot path, so rows of one kind are written with one
+executemany, and an attempt that starts and finishes within one batch is
+written once, not twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from lockgate.model.states import AttemptState, EventKind
+from lockgate.ports.metadata import ArtifactRecord, AttemptResult, CachedItem, WriteBatch
+from lockgate.stores.metadata import records
+from lockgate.stores.metadata.statements import Statements
+
+
+class Fenced(Exception):
+    """A fenced write matched no row; the message says which."""
+
+
+def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -> None:
+    """Apply `batch` on `conn` (inside a transaction).
+
+    Raises:
+        Fenced: a start, finish or cache hit is not current; roll back.
+    """
+    events: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+    finishing = {(r.task_run_id, r.attempt) for r in batch.finishes}
+    # Attempts that also finish in this batch get their start time from the finish.
+    starts = [s for s in batch.starts if (s[0], s[1]) not in finishing]
+    started_at = {(tr, n): at for tr, n, at in batch.starts}
+    if starts:
+        _starts(conn, st, starts)
+    for tr, n, at in batch.starts:
+        events.append(records.event_row(run_id, EventKind.TASK_STARTED, at, tr, n))
+    if batch.finishes:
+        _finishes(conn, st, run_id, batch.finishes, started_at, events, edges)
+    for item in batch.cached:
+        _cached(conn, st, run_id, item, batch.at, events, edges)
+    if edges:
+        st.insert_edge.executemany(conn, edges)
+    if batch.queues:
+        _queues(conn, st, run_id, batch, events)
+    if events:
+        st.insert_event.executemany(conn, events)
+
+
+def _starts(conn: sa.Connection, st: Statements, starts: list[tuple[int, int, float]]) -> None:
+    params = [{"tr": tr, "n": n, "at": at} for tr, n, at in starts]
+    for item in params:
+        if st.start_task_run.execute(conn, item) != 1:
+            raise Fenced(f"task run {item['tr']} attempt {item['n']} is no longer queued")
+    st.start_attempt.executemany(conn, params)
+
+
+def _finishes(
+    conn: sa.Connection,
+    st: Statements,
+    run_id: str,
+    results: list[AttemptResult],
+    started_at: dict[tuple[int, int], float],
+    events: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+) -> None:
+    artifacts = [
+        records.artifact_row(ArtifactRecord(r.output, r.finished_at))
+        for r in results
+        if r.output is not None
+    ]
+    if artifacts:
+        st.insert_artifact.executemany(conn, artifacts)
+    attempt_rows = []
+    for result in results:
+        error, output = result.error, result.output
+        start = started_at.get((result.task_run_id, result.attempt), result.started_at)
+        keys = {"tr": result.task_run_id, "n": result.attempt}
+        changed = st.finish_task_run.execute(
+            conn,
+            {
+                **keys,
+                "state": result.task_state.value,
+                "retry_at": result.retry_at,
+                "error": error.summary() if error else None,
+                "started_at": start,
+                "finished_at": result.finished_at if result.task_state.terminal else None,
+                "output": output.sha256 if output is not None else None,
+            },
+        )
+        if changed != 1:
+            raise Fenced(f"task run {result.task_run_id} attempt {result.attempt} is not current")
+        attempt_rows.append(
+            {
+                **keys,
+                "state": result.attempt_state.value,
+                "started_at": start,
+                "finished_at": result.finished_at,
+                "error_type": error.type if error else None,
+                "error_message": error.message if error else None,
+                "error_traceback": error.traceback if error else None,
+                "error_user": error.user if error else None,
+            }
+        )
+        for sha in dict.fromkeys(result.consumed):
+            edges.append(_edge(run_id, result.task_run_id, sha, "consumed"))
+        payload: dict[str, Any] = {}
+        if error is not None:
+            payload["error"] = error.summary()
+            payload["retryable"] = error.retryable
+        if result.retry_at is not None:
+            payload["retry_at"] = result.retry_at
+        if output is not None:
+            edges.append(_edge(run_id, result.task_run_id, output.sha256, "produced"))
+            payload["output"] = output.uri
+        kind = EventKind.for_task(result.task_state)
+        events.append(
+            records.event_row(
+                run_id, kind, result.finished_at, result.task_run_id, result.attempt, payload
+            )
+        )
+    st.finish_attempt.executemany(conn, attempt_rows)
+
+
+def _cached(
+    conn: sa.Connection,
+    st: Statements,
+    run_id: str,
+    item: CachedItem,
+    at: float,
+    events: list[dict[str, Any]],
+    edges: list[dict[str, Any]],
+) -> None:
+    hit = item.hit
+    changed = st.cache_task_run.execute(
+        conn,
+        {
+            "tr": item.task_run_id,
+            "at": at,
+            "output": hit.output.sha256,
+            "cache_key": item.cache_key,
+            "cache_inputs": dict(item.cache_inputs),
+            "source": hit.task_run_id,
+        },
+    )
+    if changed != 1:
+        raise Fenced(f"task run {item.task_run_id} is no longer pending")
+    edges.append(_edge(run_id, item.task_run_id, hit.output.sha256, "produced"))
+    payload = {
+        "output": hit.output.uri,
+        "cache_key": item.cache_key,
+        "source_run": hit.run_id,
+        "source_node": hit.node_id + (f"[{hit.map_index}]" if hit.map_index is not None else ""),
+    }
+    events.append(
+        records.event_row(run_id, EventKind.TASK_CACHED, at, item.task_run_id, None, payload)
+    )
+
+
+def _queues(
+    conn: sa.Connection,
+    st: Statements,
+    run_id: str,
+    batch: WriteBatch,
+    events: list[dict[str, Any]],
+) -> None:
+    at = batch.at
+    st.queue_task_run.executemany(
+        conn,
+        [
+            {
+                "tr": q.task_run_id,
+                "n": q.attempt,
+                "at": at,
+                "cache_key": q.cache_key,
+                "cache_inputs": dict(q.cache_inputs) if q.cache_inputs is not None else None,
+            }
+            for q in batch.queues
+        ],
+    )
+    st.insert_attempt.executemany(
+        conn,
+        [
+            {
+                "task_run_id": q.task_run_id,
+                "number": q.attempt,
+                "state": AttemptState.QUEUED.value,
+                "queued_at": at,
+            }
+            for q in batch.queues
+        ],
+    )
+    events.extend(
+        records.event_row(run_id, EventKind.TASK_QUEUED, at, q.task_run_id, q.attempt)
+        for q in batch.queues
+    )
+
+
+def _edge(run_id: str, task_run_id: int, sha256: str, direction: str) -> dict[str, Any]:
+    return {"run_id": run_id, "task_run_id": task_run_id, "sha256": sha256, "direction": direction}
