@@ -10,7 +10,8 @@ Actions: `kill` (SIGKILL this process), `exit` (os._exit(70)), `raise`
 (raise FailpointError), `sleep=<seconds>`. `@NODE` limits the point to one
 node (a map item is `node[i]`). Randomness uses LOCKGATE_CHAOS_SEED when set,
 so a failing run can be replayed. With the variable unset, `hit` costs one
-global lookup.
+global lookup. Places that know only a description ("output of node 'b' (run
+r-1)") match `@b` too.
 
 Points compiled in: task.before_start, task.after_return_before_commit,
 artifact.after_tmp_write, artifact.after_fsync_before_rename,
@@ -74,11 +75,16 @@ def hit(name: str, node: str | None = None) -> None:
     if not _rules:
         return
     for rule in _rules.get(name, ()):
-        if rule.node is not None and rule.node != node:
+        if rule.node is not None and not _matches(rule.node, node):
             continue
         if rule.probability < 1.0 and _random.random() >= rule.probability:
             continue
         _act(name, rule.action)
+
+
+def _matches(wanted: str, node: str | None) -> bool:
+    # Stores know only a description such as "output of node 'train' (run r-1)".
+    return node is not None and (node == wanted or f"node {wanted!r}" in node)
 
 
 def _act(name: str, action: str) -> None:

@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
 
+from lockgate.cli.progress import Progress
 from lockgate.errors import LockgateError
 from lockgate.model.drawing import FORMATS, draw
 from lockgate.model.states import RunState, Trigger
 from lockgate.service import artifacts as artifact_service
 from lockgate.service import views
-from lockgate.service.compose import EXECUTORS, Workspace
+from lockgate.service.compose import DEFAULT_EXECUTOR, EXECUTORS, Workspace
+from lockgate.service.lifecycle import cancel_run, recover_runs, resume_run
 from lockgate.service.loader import load_pipeline
-from lockgate.service.runs import small_output, start_run
+from lockgate.service.runs import RunResult, small_output, start_run
 
 EXIT_CODES = {
     RunState.SUCCEEDED: 0,
@@ -73,66 +76,32 @@ def cli() -> None:
     """
 
 
-@cli.command()
-@click.argument("ref", metavar="PATH:PIPELINE")
-@click.option(
-    "-p",
-    "--param",
-    "params",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A pipeline parameter; repeat for several. Parsed by the parameter's type.",
-)
-@click.option(
-    "--executor",
-    type=click.Choice(EXECUTORS),
-    default="inline",
-    show_default=True,
-    help="Where tasks run.",
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="No live display; print one JSON object with run_id and status at the end.",
-)
-@click.pass_context
-def run(
-    ctx: click.Context, ref: str, params: tuple[str, ...], executor: str, as_json: bool
-) -> None:
-    """Run a pipeline and wait for it to finish.
+def _executor_options(fn: Any) -> Any:
+    fn = click.option(
+        "--no-cache", is_flag=True, help="Execute every node even if a cached result matches."
+    )(fn)
+    fn = click.option(
+        "--workers",
+        type=click.IntRange(1, 1024),
+        default=None,
+        help="Worker processes for the process executor (default: CPU count).",
+    )(fn)
+    return click.option(
+        "--executor",
+        type=click.Choice(EXECUTORS),
+        default=DEFAULT_EXECUTOR,
+        show_default=True,
+        help="Where tasks run: a pool of worker processes, or inline in this process.",
+    )(fn)
 
-    Shows each node's state while it runs, prints the run id, and exits 0 if the
-    run succeeded, 1 if it failed, 3 if an evaluation gate failed.
 
-    Example: lockgate run pipelines.py:nightly -p day=2026-11-24
-    """
-    from lockgate.cli.progress import Progress
-
-    pipeline = load_pipeline(ref)
-    bound = pipeline.bind_cli(params)
-    workspace = _workspace(ctx)
-    if as_json:
-        result = start_run(
-            pipeline, bound, workspace=workspace, executor=executor, trigger=Trigger.CLI
-        )
-    else:
-        progress = Progress(err, pipeline.name, list(pipeline.graph.order))
-        with progress:
-            result = start_run(
-                pipeline,
-                bound,
-                workspace=workspace,
-                executor=executor,
-                trigger=Trigger.CLI,
-                listener=progress,
-            )
+def _finish(ctx: click.Context, result: RunResult, workspace: Workspace, as_json: bool) -> None:
     if as_json:
         _json(
             {
                 "run_id": result.run_id,
                 "status": result.status.value,
-                "pipeline": pipeline.name,
+                "pipeline": result.record.pipeline,
                 "error": result.record.error,
             }
         )
@@ -144,10 +113,233 @@ def run(
             if printable:
                 out.print("output: ", end="")
                 out.print(value if isinstance(value, str) else json.dumps(value), markup=False)
-        if not result.ok:
+        else:
             out.print(f"  {result.record.error}", markup=False)
             out.print(f"  details: lockgate show {result.run_id}", markup=False)
+            if result.status is not RunState.CANCELLED:
+                out.print(f"  after a fix: lockgate resume {result.run_id}", markup=False)
     ctx.exit(EXIT_CODES.get(result.status, 1))
+
+
+def _interrupted(ctx: click.Context) -> None:
+    err.print(
+        "[yellow]interrupted:[/] the run was cancelled; committed results are kept "
+        "(lockgate resume RUN continues it)"
+    )
+    ctx.exit(130)
+
+
+@cli.command()
+@click.argument("ref", metavar="PATH:PIPELINE")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline parameter; repeat for several. Parsed by the parameter's type.",
+)
+@_executor_options
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="No live display; print one JSON object with run_id and status at the end.",
+)
+@click.pass_context
+def run(
+    ctx: click.Context,
+    ref: str,
+    params: tuple[str, ...],
+    executor: str,
+    workers: int | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Run a pipeline and wait for it to finish.
+
+    Shows each node's state while it runs, prints the run id, and exits 0 if the
+    run succeeded, 1 if it failed, 3 if an evaluation gate failed. Ctrl-C cancels
+    the run (a second Ctrl-C stops at once); committed results are kept.
+
+    Example: lockgate run pipelines.py:nightly -p day=2026-11-24
+    """
+    pipeline = load_pipeline(ref)
+    bound = pipeline.bind_cli(params)
+    workspace = _workspace(ctx)
+    source, _, name = ref.rpartition(":")
+    pipeline_ref = f"{Path(source).resolve()}:{name}" if source.endswith(".py") else ref
+    try:
+        with Progress(err, pipeline.name, list(pipeline.graph.order), quiet=as_json) as progress:
+            result = start_run(
+                pipeline,
+                bound,
+                workspace=workspace,
+                executor=executor,
+                workers=workers,
+                trigger=Trigger.CLI,
+                listener=progress,
+                no_cache=no_cache,
+                pipeline_ref=pipeline_ref,
+            )
+    except KeyboardInterrupt:
+        _interrupted(ctx)
+    _finish(ctx, result, workspace, as_json)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@_executor_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
+@click.pass_context
+def resume(
+    ctx: click.Context,
+    run_id: str,
+    executor: str,
+    workers: int | None,
+    no_cache: bool,
+    as_json: bool,
+) -> None:
+    """Continue a failed, cancelled or interrupted run under the same id.
+
+    Nodes that already committed a result are not executed again; the rest run
+    with their attempt numbers continuing. The run's history records that it was
+    resumed from the CLI. The pipeline's code must be the version the run used.
+    """
+    workspace = _workspace(ctx)
+    record = workspace.metadata.get_run(run_id)
+    nodes = [node["id"] for node in workspace.metadata.run_graph(record.id)["nodes"]]
+    try:
+        with Progress(err, record.pipeline, nodes, quiet=as_json) as progress:
+            result = resume_run(
+                workspace,
+                record.id,
+                by=Trigger.CLI,
+                executor=executor,
+                workers=workers,
+                no_cache=no_cache,
+                listener=progress,
+            )
+    except KeyboardInterrupt:
+        _interrupted(ctx)
+    _finish(ctx, result, workspace, as_json)
+
+
+@cli.command()
+@click.option(
+    "--executor", type=click.Choice(EXECUTORS), default=DEFAULT_EXECUTOR, show_default=True
+)
+@click.option("--workers", type=click.IntRange(1, 1024), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of outcomes.")
+@click.pass_context
+def recover(ctx: click.Context, executor: str, workers: int | None, as_json: bool) -> None:
+    """Resume every orphaned run: running or queued, but with a stale heartbeat.
+
+    A heartbeat is stale after LOCKGATE_HEARTBEAT_TIMEOUT seconds (default 30),
+    for example after the coordinator was killed or the machine restarted.
+    Exits 1 if any recovered run did not succeed.
+    """
+    outcomes = recover_runs(_workspace(ctx), executor=executor, workers=workers)
+    rows = [
+        {
+            "run_id": o.run_id,
+            "status": o.result.status.value if o.result else "not_recovered",
+            "error": o.error or (o.result.record.error if o.result else None),
+        }
+        for o in outcomes
+    ]
+    if as_json:
+        _json(rows)
+    elif not rows:
+        out.print("no orphaned runs")
+    else:
+        for row in rows:
+            detail = f"  {row['error']}" if row["error"] else ""
+            out.print(f"{row['run_id']} {row['status']}{detail}", markup=False)
+    ctx.exit(0 if all(r["status"] == "succeeded" for r in rows) else 1)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until the run is recorded as cancelled.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's status as JSON.")
+@click.pass_context
+def cancel(ctx: click.Context, run_id: str, wait: bool, as_json: bool) -> None:
+    """Cancel a run: stop scheduling, terminate running tasks, record `cancelled`.
+
+    The coordinator driving the run acts within a second; a run nobody drives
+    (queued or orphaned) is cancelled at once. Committed results are kept.
+    """
+    workspace = _workspace(ctx)
+    record = cancel_run(workspace, run_id, by=Trigger.CLI)
+    deadline = time.monotonic() + 60
+    while wait and not record.status.terminal and time.monotonic() < deadline:
+        time.sleep(0.2)
+        record = workspace.metadata.get_run(record.id)
+    if as_json:
+        _json({"run_id": record.id, "status": record.status.value})
+    else:
+        pending = "" if record.status.terminal else " (cancellation requested)"
+        out.print(f"run {record.id} {record.status.value}{pending}")
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("node", metavar="NODE")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@click.pass_context
+def explain(ctx: click.Context, run_id: str, node: str, as_json: bool) -> None:
+    """Say why NODE was a cache hit or miss in RUN, and what differed.
+
+    NODE is a node id, or NODE[i] for an item of a map node. For a miss, the
+    nearest earlier result of the same task is compared: code version, input
+    artifacts, parameters.
+    """
+    from lockgate.service.explain import explain as explain_node
+
+    report = explain_node(_workspace(ctx), run_id, node)
+    if as_json:
+        _json(report)
+        return
+    out.print(f"{report['node']} in {report['run_id']}: {report['message']}", markup=False)
+    for difference in report.get("differences", []):
+        out.print(f"  - {difference}", markup=False)
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("node", metavar="[NODE]", required=False)
+@click.option("--attempt", type=click.IntRange(1), default=None, help="Only this attempt.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the run ends.")
+@click.pass_context
+def logs(
+    ctx: click.Context, run_id: str, node: str | None, attempt: int | None, follow: bool
+) -> None:
+    """Print the captured stdout, stderr and log records of a run's attempts.
+
+    NODE limits it to one node (NODE[i] for a map item); --attempt to one try.
+    """
+    from lockgate.service import logs as log_service
+
+    workspace = _workspace(ctx)
+    if follow:
+        current = None
+        for log, text in log_service.follow(workspace, run_id, node, attempt):
+            if (log.label, log.attempt) != current:
+                current = (log.label, log.attempt)
+                err.print(f"[bold]== {log.label} (attempt {log.attempt}) ==[/]")
+            click.echo(text, nl=False)
+        return
+    for log in log_service.attempt_logs(workspace, run_id, node, attempt):
+        text = log.read()
+        empty = "" if text else " [dim](no output)[/]"
+        err.print(f"[bold]== {log.label} (attempt {log.attempt}) ==[/]{empty}")
+        click.echo(text, nl=False)
 
 
 @cli.command("runs")
@@ -162,13 +354,15 @@ def runs_command(
     """List recent runs, newest first."""
     from lockgate.cli.render import runs_table
 
-    records = _workspace(ctx).metadata.list_runs(
+    workspace = _workspace(ctx)
+    records = workspace.metadata.list_runs(
         limit=limit, pipeline=pipeline, status=RunState(status) if status else None
     )
+    stale_after = workspace.settings.heartbeat_timeout
     if as_json:
-        _json([views.run_view(r) for r in records])
+        _json([views.run_view(r, stale_after) for r in records])
     else:
-        out.print(runs_table(records))
+        out.print(runs_table(records, stale_after))
 
 
 @cli.command()

@@ -38,9 +38,12 @@ def styled(state: str) -> Text:
 class Progress:
     """A `RunListener` that draws the run's progress."""
 
-    def __init__(self, console: Console, pipeline: str, node_ids: list[str]) -> None:
-        """Prepare the display for `node_ids` (in execution order)."""
+    def __init__(
+        self, console: Console, pipeline: str, node_ids: list[str], *, quiet: bool = False
+    ) -> None:
+        """Prepare the display for `node_ids` (in execution order); `quiet` shows nothing."""
         self.console = console
+        self.quiet = quiet
         self.pipeline = pipeline
         self.states: dict[str, str] = dict.fromkeys(node_ids, TaskState.PENDING.value)
         self.attempts: dict[str, int] = dict.fromkeys(node_ids, 0)
@@ -53,7 +56,7 @@ class Progress:
         self.live: Live | None = None
 
     def __enter__(self) -> Progress:
-        if self.console.is_terminal:
+        if self.console.is_terminal and not self.quiet:
             self.live = Live(
                 self._render(),
                 console=self.console,
@@ -73,7 +76,7 @@ class Progress:
         """Record the run's new state."""
         if not self.run_id:
             self.run_id = run_id
-            if self.live is None:
+            if self.live is None and not self.quiet:
                 self.console.print(f"run {run_id} ({self.pipeline}) {state.value}")
         self.run_state = state.value
 
@@ -100,7 +103,7 @@ class Progress:
             self.started.setdefault(node_id, now)
         if state.terminal and map_index is None:
             self.ended[node_id] = now
-        if self.live is None:
+        if self.live is None and not self.quiet:
             label = node_id + (f"[{map_index}]" if map_index is not None else "")
             attempt_text = f" (attempt {attempt})" if attempt > 1 else ""
             suffix = f": {error}" if error else ""

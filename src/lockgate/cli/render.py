@@ -26,8 +26,8 @@ def _secs(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}s"
 
 
-def runs_table(records: list[RunRecord]) -> Table | Text:
-    """A table of runs."""
+def runs_table(records: list[RunRecord], stale_after: float) -> Table | Text:
+    """A table of runs; a running run with a stale heartbeat is flagged."""
     if not records:
         return Text("no runs yet; start one with `lockgate run PATH:PIPELINE`", style="dim")
     table = Table(box=None, header_style="bold", pad_edge=False)
@@ -37,10 +37,17 @@ def runs_table(records: list[RunRecord]) -> Table | Text:
         table.add_column(column, no_wrap=True, overflow="ellipsis")
     for r in records:
         duration = _secs(r.finished_at - r.created_at) if r.finished_at else ""
+        status = styled(r.status.value)
+        if r.stale(time.time(), stale_after):
+            beat = r.heartbeat_at or r.created_at
+            status.append(
+                f" (stale: no heartbeat for {_ago(beat)[:-4]}; lockgate recover)",
+                style="bold yellow",
+            )
         table.add_row(
             r.id,
             r.pipeline,
-            styled(r.status.value),
+            status,
             r.trigger,
             _ago(r.created_at),
             duration,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -37,16 +38,17 @@ class LazyLog(io.TextIOBase):
     of them keeps the per-task cost down.
     """
 
-    def __init__(self, path: Path) -> None:
-        """Write to `path`, creating it and its parent directories when first needed."""
+    def __init__(self, path: Callable[[], Path]) -> None:
+        """Write to the file `path()` names, created with its directories when first needed."""
         super().__init__()
-        self.path = path
+        self._path = path
         self._file: TextIO | None = None
 
     def _open(self) -> TextIO:
         if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            path = self._path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
         return self._file
 
     def writable(self) -> bool:
@@ -76,24 +78,56 @@ class LazyLog(io.TextIOBase):
         super().close()
 
 
-@contextlib.contextmanager
-def captured(logs_root: str | None, invocation: Invocation) -> Iterator[None]:
-    """Send print(), sys.stderr and log records of this attempt to its log file."""
-    if logs_root is None:
-        yield
-        return
-    task_logger = logging.getLogger("lockgate.task")
-    previous_level = task_logger.level
-    if task_logger.level == logging.NOTSET:
-        task_logger.setLevel(logging.INFO)
-    with LazyLog(log_path(logs_root, invocation)) as stream:
-        handler = logging.StreamHandler(stream)
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        root = logging.getLogger()
-        root.addHandler(handler)
-        try:
-            with contextlib.redirect_stdout(stream), contextlib.redirect_stderr(stream):
+class Capture:
+    """Routes print(), sys.stderr and log records of the current attempt to its log file.
+
+    One root-logger handler is installed for the capture's lifetime and pointed
+    at each attempt's file in turn: adding and removing a handler per attempt
+    clears every logger's cache and costs more than a tiny task.
+    """
+
+    def __init__(self, logs_root: str | None) -> None:
+        """Capture under `logs_root`; None disables capture."""
+        self.logs_root = logs_root
+        self._stream: LazyLog | None = None
+        self._handler: logging.Handler | None = None
+
+    def _install(self) -> None:
+        capture = self
+
+        class _ToCurrent(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if capture._stream is not None:
+                    capture._stream.write(self.format(record) + "\n")
+
+        self._handler = _ToCurrent()
+        self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logging.getLogger().addHandler(self._handler)
+        task_logger = logging.getLogger("lockgate.task")
+        if task_logger.level == logging.NOTSET:
+            task_logger.setLevel(logging.INFO)
+
+    @contextlib.contextmanager
+    def attempt(self, invocation: Invocation) -> Iterator[None]:
+        """Capture everything printed or logged while the block runs."""
+        if self.logs_root is None:
+            yield
+            return
+        if self._handler is None:
+            self._install()
+        root = self.logs_root
+        with LazyLog(lambda: log_path(root, invocation)) as stream:
+            self._stream = stream
+            saved = sys.stdout, sys.stderr
+            sys.stdout = sys.stderr = stream
+            try:
                 yield
-        finally:
-            root.removeHandler(handler)
-            task_logger.setLevel(previous_level)
+            finally:
+                sys.stdout, sys.stderr = saved
+                self._stream = None
+
+    def close(self) -> None:
+        """Remove the handler."""
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler = None

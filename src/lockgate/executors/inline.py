@@ -13,7 +13,7 @@ import warnings
 from collections import deque
 
 from lockgate.errors import LockgateWarning
-from lockgate.executors.capture import captured
+from lockgate.executors.capture import Capture
 from lockgate.executors.invoke import execute
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import (
@@ -34,7 +34,7 @@ class InlineExecutor:
     def __init__(self, store: ArtifactStore, *, logs_root: str | None = None) -> None:
         """Run invocations against `store`, capturing output under `logs_root`."""
         self.store = store
-        self.logs_root = logs_root
+        self._capture = Capture(logs_root)
         self._queue: deque[Invocation] = deque()
         self._running: Invocation | None = None
         self._cancelled: list[str] = []
@@ -72,7 +72,7 @@ class InlineExecutor:
             invocation = self._queue.popleft()
             self._running = invocation
             started = time.time()
-            with captured(self.logs_root, invocation):
+            with self._capture.attempt(invocation):
                 outcome = execute(invocation, self.store)
             self._running = None
             return [Started(invocation.key, started), Finished(outcome)]
@@ -91,6 +91,7 @@ class InlineExecutor:
             self._cancelled.append(key)
 
     def close(self) -> None:
-        """Forget queued invocations."""
+        """Forget queued invocations and stop capturing logs."""
         self._queue.clear()
         self._running = None
+        self._capture.close()

@@ -338,6 +338,10 @@ class MetadataStore(Protocol):
         """The run's task runs, in creation order."""
         ...
 
+    def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:
+        """One task run by its id, or None."""
+        ...
+
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of the run, by task run then number."""
         ...

@@ -6,6 +6,7 @@ Timestamps are ISO 8601 in UTC; durations are seconds.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from lockgate.ports.metadata import ArtifactRecord, AttemptRecord, RunRecord, TaskRunRecord
@@ -27,8 +28,8 @@ def duration(start: float | None, end: float | None) -> float | None:
     return round(max(0.0, end - start), 6)
 
 
-def run_view(run: RunRecord) -> dict[str, Any]:
-    """A run's summary."""
+def run_view(run: RunRecord, stale_after: float | None = None) -> dict[str, Any]:
+    """A run's summary; with `stale_after`, flags a run whose coordinator stopped beating."""
     return {
         "run_id": run.id,
         "pipeline": run.pipeline,
@@ -42,6 +43,8 @@ def run_view(run: RunRecord) -> dict[str, Any]:
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
         "duration_s": duration(run.created_at, run.finished_at),
+        "heartbeat_at": iso(run.heartbeat_at),
+        "stale": stale_after is not None and run.stale(time.time(), stale_after),
         "error": run.error,
     }
 
@@ -83,7 +86,7 @@ def run_details(workspace: Workspace, run_id: str) -> dict[str, Any]:
         task_run_view(record, grouped.get(record.id, []))
         for record in workspace.metadata.task_runs(run.id)
     ]
-    return {"run": run_view(run), "nodes": nodes}
+    return {"run": run_view(run, workspace.settings.heartbeat_timeout), "nodes": nodes}
 
 
 def artifact_view(record: ArtifactRecord) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from lockgate import failpoints
 from lockgate.errors import ArtifactError, ArtifactStoreFull
 
 __all__ = [
@@ -243,11 +244,13 @@ class LocalBlobs:
         try:
             with self._directory(*temp_parts, create=True) as temp_dir:
                 try:
-                    digest, size = self._fill(temp_dir, name, produce)
+                    digest, size = self._fill(temp_dir, name, produce, what)
+                    failpoints.hit("artifact.after_fsync_before_rename", what)
                     if sha256 is not None and digest != sha256:
                         raise ArtifactError(f"the bytes of {what} changed while being written")
                     with self._directory("sha256", digest[:2], create=True) as shard_dir:
                         self._publish(temp_dir, name, shard_dir, digest, size)
+                    failpoints.hit("artifact.after_rename_before_db", what)
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=temp_dir)
@@ -259,7 +262,7 @@ class LocalBlobs:
 
     @staticmethod
     def _fill(
-        directory: int, name: str, produce: Callable[[HashingSink], object]
+        directory: int, name: str, produce: Callable[[HashingSink], object], what: str
     ) -> tuple[str, int]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(name, flags, 0o600, dir_fd=directory)
@@ -271,6 +274,7 @@ class LocalBlobs:
 
             sink = HashingSink(write_all)
             produce(sink)
+            failpoints.hit("artifact.after_tmp_write", what)
             os.fchmod(fd, 0o444)  # blobs are immutable; make accidents loud
             os.fsync(fd)
         finally:

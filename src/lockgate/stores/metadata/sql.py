@@ -10,11 +10,13 @@ with conditional UPDATEs, so a repeated or late commit changes nothing.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
+from lockgate import failpoints
 from lockgate.errors import (
     FencedError,
     MetadataBusyError,
@@ -71,6 +73,9 @@ class SqlMetadataStore:
         self.url = url
         self.busy_timeout = busy_timeout
         self._writer, self._reader = connect.engines(url, busy_timeout=busy_timeout)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open_writers: list[sa.Connection] = []
         self._dialect = self._writer.dialect.name
         self._st = Statements(self._writer.dialect)
         with self._errors():
@@ -101,10 +106,26 @@ class SqlMetadataStore:
             )
         return MetadataError(f"metadata database {where} failed: {exc.orig}")
 
+    def _writer_connection(self) -> sa.Connection:
+        # One long-lived writer connection per thread: checking a connection out
+        # of the pool and resetting it on return costs more than the commit itself
+        # on the per-task path.
+        conn: sa.Connection | None = getattr(self._local, "writer", None)
+        if conn is None or conn.closed:
+            conn = self._writer.connect()
+            self._local.writer = conn
+            with self._lock:
+                self._open_writers.append(conn)
+        return conn
+
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
-        with self._errors(), self._writer.begin() as conn:
-            yield conn
+        with self._errors():
+            conn = self._writer_connection()
+            with conn.begin():
+                yield conn
+                failpoints.hit("db.before_commit")
+            failpoints.hit("db.after_commit_before_ack")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -130,7 +151,11 @@ class SqlMetadataStore:
         )
 
     def close(self) -> None:
-        """Dispose of both connection pools."""
+        """Close the writer connections and dispose of both pools."""
+        with self._lock:
+            writers, self._open_writers = self._open_writers, []
+        for conn in writers:
+            conn.close()
         self._writer.dispose()
         self._reader.dispose()
 
@@ -517,6 +542,17 @@ class SqlMetadataStore:
             return [
                 records.task_run_record(row) for row in conn.execute(self._task_runs_query(run_id))
             ]
+
+    def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:
+        """One task run by id, with its output."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(task_runs.c.id == task_run_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else records.task_run_record(row)
 
     def attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every attempt of the run."""
