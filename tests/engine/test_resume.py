@@ -117,7 +117,7 @@ def test_a_pipeline_defined_in_a_function_needs_to_be_passed(workspace):
 
     result = lg.run(local, workspace=workspace, executor="inline")
     workspace.metadata.set_run_state(result.run_id, RunState.FAILED, time.time())
-    with pytest.raises(RunStateError, match="lg.resume"):
+    with pytest.raises(RunStateError, match=r"lg\.resume"):
         lg.resume(result.run_id, workspace=workspace)
 
 
