@@ -26,11 +26,9 @@ from lockgate.executors.channel import WorkerChannel
 from lockgate.executors.process import ProcessExecutor
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import Finished, Outcome, Started
-from lockgate.ports.logs import log_relpath
 from lockgate.service.loader import load_module
 from lockgate.stores.artifacts import open_artifact_store
 from lockgate.testing.executor_contract import (
-    RUN_ID,
     invocation,
     outcome_of,
     run_until_finished,
@@ -357,13 +355,21 @@ def test_output_of_every_kind_lands_in_the_attempt_log(
     events = run_until_finished(executor, [first.key, second.key])
     assert all(outcome_of(e).ok for e in events.values())
 
-    text = (logs / log_relpath(RUN_ID, "talk", None, 1)).read_text()
+    def captured(event: Finished) -> str:
+        span = outcome_of(event).log
+        assert span is not None and span.end is not None
+        assert Path(span.path).is_relative_to(logs / "workers")
+        with Path(span.path).open("rb") as handle:
+            handle.seek(span.start)
+            return handle.read(span.end - span.start).decode()
+
+    text = captured(events[first.key])
     for line in ("print says one", "stderr says one", "child says one", "fd 1 says one"):
         assert line in text
     assert "INFO lockgate.task.contract.talk: logger says one" in text
     assert "WARNING some.library: library warns one" in text
     assert "two" not in text
-    assert "child says two" in (logs / log_relpath(RUN_ID, "talk", None, 2)).read_text()
+    assert "child says two" in captured(events[second.key])
     leaked = capfd.readouterr()
     assert "says" not in leaked.out + leaked.err, "task output reached the coordinator's fds"
 

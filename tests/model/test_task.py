@@ -158,3 +158,19 @@ def test_map_outside_pipeline_calls_each_item():
         return x * k
 
     assert double.map([1, 2, 3], k=3) == [3, 6, 9]
+
+
+def test_closure_values_are_part_of_the_version():
+    def factory(k, helper):
+        @lg.task(name="scale")
+        def scale(x):
+            return helper(x) * k
+
+        return scale
+
+    def ident(x):
+        return x
+
+    assert factory(2, ident).version == factory(2, ident).version
+    assert factory(2, ident).version != factory(3, ident).version
+    assert factory({"a": 1}, ident).version != factory({"a": 2}, ident).version

@@ -39,9 +39,13 @@ from lockgate.ports.metadata import (
     MetadataStore,
     NewRun,
     QueueItem,
+    StartItem,
     TaskRunRecord,
     WriteBatch,
 )
+
+#: How long an attempt's start may wait to be committed together with its end.
+START_DELAY = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +204,7 @@ class _Driver:
         self.retries: list[tuple[float, int, _Unit]] = []
         self._seq = itertools.count()
         self.first_failure: str | None = None
-        self.cancelled = False
+        self._starts_due = 0.0
         self.nodes: dict[str, _NodeView] = {}
         self.units: dict[int, _Unit] = {}
         by_node: dict[str, list[TaskRunRecord]] = {}
@@ -246,12 +250,14 @@ class _Driver:
             while True:
                 self._launch_ready()
                 self._launch_due_retries()
-                self._flush()
+                self._maybe_flush()
                 if not self.flights and not self.retries and not self.ready:
                     break
                 timeout = next_cancel_check - clock.monotonic()
                 if self.retries:
                     timeout = min(timeout, self.retries[0][0] - clock.monotonic())
+                if self.batch.starts:
+                    timeout = min(timeout, self._starts_due - clock.monotonic())
                 for event in self.c.executor.poll(max(0.0, timeout)):
                     if isinstance(event, Started):
                         self._on_started(event)
@@ -274,6 +280,19 @@ class _Driver:
         self._set_run(final, error=None if final is RunState.SUCCEEDED else self.first_failure)
         return final
 
+    def _maybe_flush(self) -> None:
+        """Flush now unless the batch holds only attempt starts that can wait a little.
+
+        A start on its own changes nothing anything depends on; holding it back
+        for up to START_DELAY lets it share a commit with the attempt's end, so a
+        short task costs one commit instead of two. Results, queueing and
+        submissions are never held back.
+        """
+        batch = self.batch
+        due = batch.starts and self.c.clock.monotonic() >= self._starts_due
+        if batch.finishes or batch.cached or batch.queues or self.to_submit or due:
+            self._flush()
+
     def _flush(self) -> None:
         """Commit pending decisions, then hand queued invocations to the executor."""
         if self.batch:
@@ -288,8 +307,8 @@ class _Driver:
     def _announce(self, batch: WriteBatch) -> None:
         # Listeners hear about changes only once they are committed.
         units = self.units
-        for tr_id, attempt, _ in batch.starts:
-            self._notify(units[tr_id], TaskState.RUNNING, attempt)
+        for start in batch.starts:
+            self._notify(units[start.task_run_id], TaskState.RUNNING, start.attempt)
         for result in batch.finishes:
             error = result.error.summary() if result.error else None
             self._notify(units[result.task_run_id], result.task_state, result.attempt, error)
@@ -422,7 +441,9 @@ class _Driver:
         if flight is None:
             return
         unit = flight.unit
-        self.batch.starts.append((unit.tr_id, unit.attempt, event.at))
+        if not self.batch.starts:
+            self._starts_due = self.c.clock.monotonic() + START_DELAY
+        self.batch.starts.append(StartItem(unit.tr_id, unit.attempt, event.at, event.log))
         unit.state = TaskState.RUNNING
 
     def _on_finished(self, outcome: Outcome) -> None:
@@ -454,6 +475,7 @@ class _Driver:
                 consumed=flight.consumed,
                 error=error,
                 retry_at=outcome.finished_at + decision.delay if retrying else None,
+                log=outcome.log,
             )
         )
         unit.state = decision.task_state
@@ -570,5 +592,6 @@ class _Driver:
                 output=outcome.output if ok else None,
                 consumed=flight.consumed,
                 error=None if ok else outcome.error,
+                log=outcome.log,
             )
         )

@@ -67,11 +67,12 @@ class Init:
 
     Attributes:
         store_factory: pickled zero-argument callable that opens the artifact store.
-        capture: redirect stdout/stderr to attempt log files (and to /dev/null between jobs).
+        logs_root: capture stdout/stderr into a log file of this worker's own under
+            `<logs_root>/workers/`; None leaves them alone.
     """
 
     store_factory: bytes
-    capture: bool
+    logs_root: str | None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,7 +84,6 @@ class Job:
         task_bytes: the pickled task, when this worker has not received it yet.
         drop: task ids the worker may forget (the coordinator's LRU evicted them).
         sys_path: the coordinator's sys.path when it changed since the last job.
-        log_path: the attempt's log file, or None for no capture.
         memory: address-space budget for this invocation in bytes, or None.
     """
 
@@ -101,7 +101,6 @@ class Job:
     task_bytes: bytes | None = None
     drop: tuple[str, ...] = ()
     sys_path: tuple[str, ...] | None = None
-    log_path: str | None = None
     memory: int | None = None
 
     @property

@@ -34,13 +34,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from pathlib import Path
 from typing import Any, cast
 
 from lockgate.executors.channel import Init, Job, TaskShipper, WorkerChannel, exit_message
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, ExecutorEvent, Finished, Invocation, Outcome, Started
-from lockgate.ports.logs import log_relpath
+from lockgate.ports.executor import (
+    ErrorInfo,
+    ExecutorEvent,
+    Finished,
+    Invocation,
+    LogSpan,
+    Outcome,
+    Started,
+)
 
 #: Consecutive workers dying before they are ready, after which queued jobs fail.
 START_ATTEMPTS = 3
@@ -49,8 +55,8 @@ START_ATTEMPTS = 3
 @dataclass(eq=False, slots=True)
 class _Job:
     invocation: Invocation
-    log_path: str | None
     started_at: float | None = None
+    log: LogSpan | None = None
 
     @property
     def key(self) -> str:
@@ -79,9 +85,9 @@ def _failed(key: str, started_at: float | None, error: ErrorInfo, **extra: Any) 
     return Finished(Outcome(key, started_at or now, now, error=error, **extra))
 
 
-def _cancelled(key: str, started_at: float | None = None) -> Finished:
+def _cancelled(key: str, started_at: float | None = None, log: LogSpan | None = None) -> Finished:
     error = ErrorInfo("lockgate.Cancelled", "cancelled", retryable=False, user=False)
-    return _failed(key, started_at, error)
+    return _failed(key, started_at, error, log=log)
 
 
 def _error_type(exc: BaseException) -> str:
@@ -139,7 +145,7 @@ class ProcessExecutor:
                 f"store_factory {store_factory!r} cannot be pickled ({exc}); pass a module-level "
                 "function or functools.partial(open_artifact_store, root)"
             ) from exc
-        self._init = Init(factory, capture=logs_root is not None)
+        self._init = Init(factory, logs_root=logs_root)
         self._logs_root = logs_root
         self._size = workers or os.cpu_count() or 1
         self._kill_grace = kill_grace
@@ -166,13 +172,7 @@ class ProcessExecutor:
             raise RuntimeError("this ProcessExecutor is closed; create a new one")
         if invocation.key in self._jobs:
             raise ValueError(f"invocation {invocation.key} is already queued or running")
-        log_path = None
-        if self._logs_root is not None:
-            relative = log_relpath(
-                invocation.run_id, invocation.node_id, invocation.map_index, invocation.attempt
-            )
-            log_path = str(Path(self._logs_root, relative))
-        job = _Job(invocation, log_path)
+        job = _Job(invocation)
         self._jobs[job.key] = job
         self._queue.append(job)
         self._start_failures = 0
@@ -286,7 +286,6 @@ class ProcessExecutor:
                     timeout=invocation.timeout,
                     task_name=task.name,
                     task_id=task_id,
-                    log_path=job.log_path,
                     memory=job.memory,
                 ),
                 task_bytes,
@@ -338,14 +337,14 @@ class ProcessExecutor:
         elif kind == "init_failed":
             worker.channel.init_error = str(message[1])
         elif kind == "started":
-            _, key, at = message
+            _, key, at, log = message
             if job is None or job.key != key or worker.ending is not None:
                 return
-            job.started_at = at
+            job.started_at, job.log = at, log
             if job.invocation.timeout is not None:
                 elapsed = max(0.0, time.time() - at)
                 worker.deadline = time.monotonic() + job.invocation.timeout - elapsed
-            self._events.append(Started(key, at))
+            self._events.append(Started(key, at, log))
         elif kind == "finished":
             outcome: Outcome = message[1]
             if job is None or job.key != outcome.key or worker.ending is not None:
@@ -370,20 +369,20 @@ class ProcessExecutor:
 
     def _death_outcome(self, worker: _Worker, job: _Job, returncode: int) -> Finished:
         if worker.ending == "cancel":
-            return _cancelled(job.key, job.started_at)
+            return _cancelled(job.key, job.started_at, job.log)
         if worker.ending == "timeout":
             seconds = job.invocation.timeout or 0.0
             error = ErrorInfo(
                 "lockgate.Timeout", f"timed out after {seconds:g} s", retryable=True, user=False
             )
-            return _failed(job.key, job.started_at, error, timed_out=True)
+            return _failed(job.key, job.started_at, error, timed_out=True, log=job.log)
         error = ErrorInfo(
             "lockgate.WorkerCrashed",
             exit_message(returncode, job.memory),
             retryable=True,
             user=False,
         )
-        return _failed(job.key, job.started_at, error)
+        return _failed(job.key, job.started_at, error, log=job.log)
 
     def _start_failed(self, detail: str) -> None:
         """Count a worker that never became ready; at the limit, fail what is queued."""

@@ -4,14 +4,16 @@
 (its own process group, so a terminal's Ctrl-C never reaches it and a
 timeout can kill everything the task started) and hands it one end of a
 socket pair. The worker opens its artifact store once, then runs one job at
-a time: `("started", key, at)` right before the invocation, `("finished",
-outcome)` after it.
+a time: `("started", key, at, log span)` right before the invocation,
+`("finished", outcome)` after it.
 
-Per job, and undone afterwards: file descriptors 1 and 2 point at the
-attempt's log file (between jobs, at /dev/null), so print, logging and the
-output of child processes all land there; an address-space limit applies
-when the task declares `resources={"memory": ...}`; SIGTERM interrupts user
-code with SystemExit so its `finally` blocks run before the worker exits.
+With capture on, file descriptors 1 and 2 point at a log file of this
+worker's own for its whole life, so print, logging and the output of child
+processes land there; each attempt's output is the byte range reported with
+it (`LogSpan`). Per job, and undone afterwards: an address-space limit
+applies when the task declares `resources={"memory": ...}`; SIGTERM
+interrupts user code with SystemExit so its `finally` blocks run before the
+worker exits.
 
 Invariants:
 - The worker never runs two jobs at once and never outlives its coordinator
@@ -27,6 +29,7 @@ import ctypes
 import logging
 import os
 import resource
+import secrets
 import signal
 import sys
 import time
@@ -42,7 +45,7 @@ from lockgate.executors.channel import STOP, Init, Job, dumps, loads
 from lockgate.executors.invoke import execute
 from lockgate.model.task import Task
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, Invocation, Outcome
+from lockgate.ports.executor import ErrorInfo, Invocation, LogSpan, Outcome
 
 _PR_SET_PDEATHSIG = 1
 
@@ -76,12 +79,22 @@ def _flush() -> None:
 
 
 class _Capture:
-    """Points fds 1 and 2 at one attempt's log file, and at /dev/null otherwise."""
+    """Points fds 1 and 2 at one log file of this worker's own, for its whole life.
 
-    def __init__(self) -> None:
-        self._devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(self._devnull, 1)
-        os.dup2(self._devnull, 2)
+    Every attempt the worker runs appends to that file; an attempt's output is
+    the byte range [start, end) recorded with it. Creating a file (and a
+    directory) per attempt cost more than a no-op task while the coordinator
+    fsyncs the database, so nothing is created per attempt.
+    """
+
+    def __init__(self, logs_root: str) -> None:
+        directory = Path(logs_root, "workers", time.strftime("%Y%m%d", time.gmtime()))
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = str(directory / f"{os.getpid()}-{secrets.token_hex(4)}.log")
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
         # Line buffering keeps print() in order with subprocess output and log records.
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -93,20 +106,15 @@ class _Capture:
         root.setLevel(logging.INFO)
         logging.getLogger("lockgate.task").setLevel(logging.INFO)
 
-    @contextlib.contextmanager
-    def into(self, path: str) -> Iterator[None]:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    def begin(self) -> LogSpan:
+        """Where the next attempt's output starts."""
         _flush()
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        try:
-            yield
-        finally:
-            _flush()
-            os.dup2(self._devnull, 1)
-            os.dup2(self._devnull, 2)
+        return LogSpan(self.path, os.fstat(1).st_size)
+
+    def end(self, span: LogSpan) -> LogSpan:
+        """The attempt's output, now that it returned."""
+        _flush()
+        return LogSpan(span.path, span.start, os.fstat(1).st_size)
 
 
 def _address_space() -> int:
@@ -233,17 +241,17 @@ class _Worker:
         # A task may have changed these and the worker is reused.
         signal.signal(signal.SIGTERM, _on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        span = self.capture.begin() if self.capture is not None else None
         try:
-            with contextlib.ExitStack() as stack:
-                if self.capture is not None and job.log_path is not None:
-                    stack.enter_context(self.capture.into(job.log_path))
-                self.conn.send_bytes(dumps(("started", job.key, time.time())))
-                _in_job = True
-                try:
-                    with _memory_limit(job.memory):
-                        outcome = execute(invocation, self.store)
-                finally:
-                    _in_job = False
+            self.conn.send_bytes(dumps(("started", job.key, time.time(), span)))
+            _in_job = True
+            try:
+                with _memory_limit(job.memory):
+                    outcome = execute(invocation, self.store)
+            finally:
+                _in_job = False
+            if span is not None and self.capture is not None:
+                outcome = replace(outcome, log=self.capture.end(span))
         except Exception as exc:
             return Outcome(
                 job.key,
@@ -286,7 +294,7 @@ def main(fd: int, parent: int) -> None:
     # Kept before fds 1 and 2 go to /dev/null: the worker's own failures
     # must still reach the coordinator's terminal.
     own_stderr = os.dup(2)
-    capture = _Capture() if init.capture else None
+    capture = _Capture(init.logs_root) if init.logs_root is not None else None
     try:
         conn.send_bytes(dumps(("ready", os.getpid())))
         _Worker(conn, store, capture).serve()

@@ -12,6 +12,7 @@ import ast
 import functools
 import hashlib
 import inspect
+import json
 import marshal
 import textwrap
 from collections.abc import Callable, Mapping
@@ -225,10 +226,13 @@ def task(
 
 
 def source_version(fn: Callable[..., Any]) -> str:
-    """A stable hash of a function's source, decorators excluded.
+    """A stable hash of a function's source, decorators excluded, and its closure.
 
     Falls back to the marshalled code object when the source is not available
-    (functions defined in a REPL or by exec).
+    (functions defined in a REPL or by exec). Values captured from an enclosing
+    function (a task factory's arguments) are part of the version when they are
+    JSON-like; other captured objects count by type only, so give such tasks an
+    explicit `version=`.
     """
     try:
         source = textwrap.dedent(inspect.getsource(fn))
@@ -238,4 +242,20 @@ def source_version(fn: Callable[..., Any]) -> str:
         payload = "\n".join(line.rstrip() for line in lines).encode()
     except (OSError, TypeError, SyntaxError, IndexError):
         payload = marshal.dumps(fn.__code__)
-    return hashlib.sha256(payload).hexdigest()
+    digest = hashlib.sha256(payload)
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or (), strict=False):
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell: the variable was never assigned
+            continue
+        digest.update(f"\0{name}=".encode() + _closure_token(value).encode())
+    return digest.hexdigest()
+
+
+def _closure_token(value: Any) -> str:
+    if isinstance(value, Task):
+        return f"task:{value.version}"
+    try:
+        return json.dumps(value, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError):
+        return f"<{type(value).__module__}.{type(value).__qualname__}>"

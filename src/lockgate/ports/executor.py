@@ -88,6 +88,20 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSpan:
+    """Where an attempt's captured output is: bytes [start, end) of a log file.
+
+    Process workers append every attempt they run to one file of their own, so
+    capturing output costs no file creation per attempt; `end` is None while the
+    attempt runs (its output is then everything from `start` on).
+    """
+
+    path: str
+    start: int
+    end: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt produced."""
 
@@ -97,6 +111,7 @@ class Outcome:
     output: ArtifactRef | None = None
     error: ErrorInfo | None = None
     timed_out: bool = False
+    log: LogSpan | None = None
 
     @property
     def ok(self) -> bool:
@@ -106,10 +121,11 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Started:
-    """User code for invocation `key` starts now."""
+    """User code for invocation `key` starts now; its output goes to `log`, if captured."""
 
     key: str
     at: float
+    log: LogSpan | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.executor import ErrorInfo, LogSpan
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,7 @@ class AttemptRecord:
     started_at: float | None = None
     finished_at: float | None = None
     error: ErrorInfo | None = None
+    log: LogSpan | None = None
 
     @property
     def queue_time(self) -> float | None:
@@ -177,6 +178,17 @@ class AttemptResult:
     consumed: Sequence[str] = ()
     error: ErrorInfo | None = None
     retry_at: float | None = None
+    log: LogSpan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StartItem:
+    """Attempt `attempt` of a task run started at `at`; its output goes to `log`."""
+
+    task_run_id: int
+    attempt: int
+    at: float
+    log: LogSpan | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +233,7 @@ class WriteBatch:
     """
 
     at: float
-    starts: list[tuple[int, int, float]] = field(default_factory=list)  # (task run, attempt, at)
+    starts: list[StartItem] = field(default_factory=list)
     finishes: list[AttemptResult] = field(default_factory=list)
     cached: list[CachedItem] = field(default_factory=list)
     queues: list[QueueItem] = field(default_factory=list)

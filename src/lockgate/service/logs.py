@@ -1,4 +1,9 @@
-"""Reading captured task output: per attempt, whole, or followed as it grows."""
+"""Reading captured task output: per attempt, whole, or followed as it grows.
+
+Two layouts: the process executor's workers append every attempt to one log
+file per worker and record each attempt's byte range (`LogSpan`); the inline
+executor writes one file per attempt under the logs root (`log_relpath`).
+"""
 
 from __future__ import annotations
 
@@ -17,19 +22,34 @@ _OPEN = (AttemptState.QUEUED, AttemptState.RUNNING)
 
 @dataclass(frozen=True, slots=True)
 class AttemptLog:
-    """Where one attempt's output is, and whether the attempt may still write to it."""
+    """Where one attempt's output is, and whether the attempt may still write to it.
+
+    Attributes:
+        start, end: the byte range of `path` that is this attempt's; `end` None
+            means up to the end of the file.
+    """
 
     label: str
     attempt: int
     path: Path
     open: bool
+    start: int = 0
+    end: int | None = None
+
+    def read_from(self, offset: int = 0) -> bytes:
+        """This attempt's bytes from `offset` (relative to its start) on."""
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(self.start + offset)
+                if self.end is None:
+                    return handle.read()
+                return handle.read(max(0, self.end - self.start - offset))
+        except FileNotFoundError:
+            return b""
 
     def read(self) -> str:
         """Everything captured so far ("" when the attempt printed nothing)."""
-        try:
-            return self.path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
+        return self.read_from().decode("utf-8", errors="replace")
 
 
 def attempt_logs(
@@ -49,8 +69,21 @@ def attempt_logs(
             continue
         if attempt is not None and record.number != attempt:
             continue
-        path = root / log_relpath(run.id, record.node_id, record.map_index, record.number)
-        found.append(AttemptLog(label, record.number, path, record.state in _OPEN))
+        is_open = record.state in _OPEN
+        if record.log is not None:
+            found.append(
+                AttemptLog(
+                    label,
+                    record.number,
+                    Path(record.log.path),
+                    is_open,
+                    record.log.start,
+                    record.log.end,
+                )
+            )
+        else:
+            path = root / log_relpath(run.id, record.node_id, record.map_index, record.number)
+            found.append(AttemptLog(label, record.number, path, is_open))
     if not found and (node is not None or attempt is not None):
         what = f"node {node!r}" if node else "the run"
         which = f" attempt {attempt}" if attempt is not None else ""
@@ -69,7 +102,7 @@ def follow(
     poll: float = 0.3,
 ) -> Iterator[tuple[AttemptLog, str]]:
     """Yield (attempt, new text) as output appears, until the run ends and all is read."""
-    offsets: dict[Path, int] = {}
+    read: dict[tuple[str, int], int] = {}
     while True:
         run_done = workspace.metadata.get_run(run_id).status.terminal
         try:
@@ -79,14 +112,10 @@ def follow(
                 raise
             logs = []
         for log in logs:
-            try:
-                with log.path.open("rb") as handle:
-                    handle.seek(offsets.get(log.path, 0))
-                    chunk = handle.read()
-            except FileNotFoundError:
-                continue
+            key = (log.label, log.attempt)
+            chunk = log.read_from(read.get(key, 0))
             if chunk:
-                offsets[log.path] = offsets.get(log.path, 0) + len(chunk)
+                read[key] = read.get(key, 0) + len(chunk)
                 yield log, chunk.decode("utf-8", errors="replace")
         if run_done:
             return

@@ -15,7 +15,7 @@ import pytest
 from lockgate.errors import FencedError, RunNotFoundError, RunStateError
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.executor import ErrorInfo, LogSpan
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptResult,
@@ -23,6 +23,7 @@ from lockgate.ports.metadata import (
     MetadataStore,
     NewRun,
     QueueItem,
+    StartItem,
     TaskRunRecord,
     WriteBatch,
 )
@@ -64,7 +65,7 @@ def queue(
 def start(store: MetadataStore, run_id: str, tr: int, attempt: int, at: float) -> bool:
     """Start one attempt through a batch; False when fenced."""
     try:
-        store.commit(run_id, WriteBatch(at=at, starts=[(tr, attempt, at)]))
+        store.commit(run_id, WriteBatch(at=at, starts=[StartItem(tr, attempt, at)]))
     except FencedError:
         return False
     return True
@@ -170,6 +171,29 @@ class MetadataStoreContract:
         assert len(store.lineage(out.sha256)) == 1
         assert [e.kind for e in store.events("r-1")].count(EventKind.TASK_SUCCEEDED) == 1
         assert store.attempts("r-1")[0].finished_at == T0 + 3
+
+    def test_a_running_attempt_shows_where_its_output_goes(self, store: MetadataStore) -> None:
+        a, _, _ = store.create_run(new_run())
+        queue(store, "r-1", a.id, 1, T0)
+        store.commit(
+            "r-1",
+            WriteBatch(at=T0 + 1, starts=[StartItem(a.id, 1, T0 + 1, LogSpan("/logs/w2.log", 7))]),
+        )
+        assert store.attempts("r-1")[0].log == LogSpan("/logs/w2.log", 7, None)
+        finish(
+            store,
+            "r-1",
+            AttemptResult(
+                a.id,
+                1,
+                AttemptState.SUCCEEDED,
+                TaskState.SUCCEEDED,
+                T0 + 2,
+                output=ref("A"),
+                log=LogSpan("/logs/w2.log", 7, 99),
+            ),
+        )
+        assert store.attempts("r-1")[0].log == LogSpan("/logs/w2.log", 7, 99)
 
     def test_late_result_of_an_old_attempt_is_fenced(self, store: MetadataStore) -> None:
         a, _, _ = store.create_run(new_run())
@@ -279,19 +303,20 @@ class MetadataStoreContract:
     def test_finish_and_release_commit_together(self, store: MetadataStore) -> None:
         a, b, _ = store.create_run(new_run())
         queue(store, "r-1", a.id, 1, T0)
+        span = LogSpan("/logs/w1.log", 10, 42)
         done = AttemptResult(
-            a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, T0 + 2, output=ref("A")
+            a.id, 1, AttemptState.SUCCEEDED, TaskState.SUCCEEDED, T0 + 2, output=ref("A"), log=span
         )
+        started = StartItem(a.id, 1, T0 + 1, LogSpan("/logs/w1.log", 10))
         store.commit(
             "r-1",
-            WriteBatch(
-                at=T0 + 2, starts=[(a.id, 1, T0 + 1)], finishes=[done], queues=[QueueItem(b.id, 1)]
-            ),
+            WriteBatch(at=T0 + 2, starts=[started], finishes=[done], queues=[QueueItem(b.id, 1)]),
         )
         states = {r.node_id: r.state for r in store.task_runs("r-1")}
         assert (states["a"], states["b"]) == (TaskState.SUCCEEDED, TaskState.QUEUED)
         first = store.attempts("r-1")[0]
         assert (first.started_at, first.finished_at) == (T0 + 1, T0 + 2)
+        assert first.log == span
 
     def test_cache_hits_are_found_recorded_and_traced(self, store: MetadataStore) -> None:
         a, _, _ = store.create_run(new_run("r-1"))

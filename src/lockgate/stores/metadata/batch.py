@@ -17,7 +17,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from lockgate.model.states import AttemptState, EventKind
-from lockgate.ports.metadata import ArtifactRecord, AttemptResult, CachedItem, WriteBatch
+from lockgate.ports.metadata import (
+    ArtifactRecord,
+    AttemptResult,
+    CachedItem,
+    StartItem,
+    WriteBatch,
+)
 from lockgate.stores.metadata import records
 from lockgate.stores.metadata.statements import Statements
 
@@ -35,15 +41,19 @@ def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -
     events: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
     finishing = {(r.task_run_id, r.attempt) for r in batch.finishes}
-    # Attempts that also finish in this batch get their start time from the finish.
-    starts = [s for s in batch.starts if (s[0], s[1]) not in finishing]
-    started_at = {(tr, n): at for tr, n, at in batch.starts}
+    # Attempts that also finish in this batch are written once, by the finish.
+    starts = [s for s in batch.starts if (s.task_run_id, s.attempt) not in finishing]
+    started = {(s.task_run_id, s.attempt): s for s in batch.starts}
     if starts:
         _starts(conn, st, starts)
-    for tr, n, at in batch.starts:
-        events.append(records.event_row(run_id, EventKind.TASK_STARTED, at, tr, n))
+    for start in batch.starts:
+        events.append(
+            records.event_row(
+                run_id, EventKind.TASK_STARTED, start.at, start.task_run_id, start.attempt
+            )
+        )
     if batch.finishes:
-        _finishes(conn, st, run_id, batch.finishes, started_at, events, edges)
+        _finishes(conn, st, run_id, batch.finishes, started, events, edges)
     for item in batch.cached:
         _cached(conn, st, run_id, item, batch.at, events, edges)
     if edges:
@@ -54,8 +64,17 @@ def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -
         st.insert_event.executemany(conn, events)
 
 
-def _starts(conn: sa.Connection, st: Statements, starts: list[tuple[int, int, float]]) -> None:
-    params = [{"tr": tr, "n": n, "at": at} for tr, n, at in starts]
+def _starts(conn: sa.Connection, st: Statements, starts: list[StartItem]) -> None:
+    params = [
+        {
+            "tr": s.task_run_id,
+            "n": s.attempt,
+            "at": s.at,
+            "log_path": s.log.path if s.log else None,
+            "log_start": s.log.start if s.log else None,
+        }
+        for s in starts
+    ]
     for item in params:
         if st.start_task_run.execute(conn, item) != 1:
             raise Fenced(f"task run {item['tr']} attempt {item['n']} is no longer queued")
@@ -67,7 +86,7 @@ def _finishes(
     st: Statements,
     run_id: str,
     results: list[AttemptResult],
-    started_at: dict[tuple[int, int], float],
+    started: dict[tuple[int, int], StartItem],
     events: list[dict[str, Any]],
     edges: list[dict[str, Any]],
 ) -> None:
@@ -81,7 +100,9 @@ def _finishes(
     attempt_rows = []
     for result in results:
         error, output = result.error, result.output
-        start = started_at.get((result.task_run_id, result.attempt), result.started_at)
+        begun = started.get((result.task_run_id, result.attempt))
+        start = begun.at if begun is not None else result.started_at
+        log = result.log or (begun.log if begun is not None else None)
         keys = {"tr": result.task_run_id, "n": result.attempt}
         changed = st.finish_task_run.execute(
             conn,
@@ -107,6 +128,9 @@ def _finishes(
                 "error_message": error.message if error else None,
                 "error_traceback": error.traceback if error else None,
                 "error_user": error.user if error else None,
+                "log_path": log.path if log else None,
+                "log_start": log.start if log else None,
+                "log_end": log.end if log else None,
             }
         )
         for sha in dict.fromkeys(result.consumed):

@@ -7,7 +7,7 @@ from typing import Any
 
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo
+from lockgate.ports.executor import ErrorInfo, LogSpan
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptRecord,
@@ -112,6 +112,9 @@ def attempt_record(row: Any) -> AttemptRecord:
             traceback=row.error_traceback or "",
             user=bool(row.error_user),
         )
+    log = None
+    if row.log_path is not None and row.log_start is not None:
+        log = LogSpan(row.log_path, row.log_start, row.log_end)
     return AttemptRecord(
         task_run_id=row.task_run_id,
         node_id=row.node_id,
@@ -122,6 +125,7 @@ def attempt_record(row: Any) -> AttemptRecord:
         started_at=row.started_at,
         finished_at=row.finished_at,
         error=error,
+        log=log,
     )
 
 

@@ -126,6 +126,11 @@ attempts = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("error_traceback", sa.Text),
     sa.Column("error_user", sa.Boolean),
+    # Captured output: bytes [log_start, log_end) of log_path (a worker's log);
+    # NULL when the attempt has its own file under the logs root.
+    sa.Column("log_path", sa.String(1000)),
+    sa.Column("log_start", sa.BigInteger),
+    sa.Column("log_end", sa.BigInteger),
     sa.UniqueConstraint("task_run_id", "number"),
 )
 

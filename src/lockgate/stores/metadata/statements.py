@@ -158,7 +158,12 @@ class Statements:
         self.start_attempt = Raw(
             attempts.update()
             .where(_at.task_run_id == sa.bindparam("tr"), _at.number == sa.bindparam("n"))
-            .values(state=AttemptState.RUNNING.value, started_at=sa.bindparam("at")),
+            .values(
+                state=AttemptState.RUNNING.value,
+                started_at=sa.bindparam("at"),
+                log_path=sa.bindparam("log_path"),
+                log_start=sa.bindparam("log_start"),
+            ),
             dialect,
         )
         self.finish_task_run = Raw(
@@ -189,6 +194,9 @@ class Statements:
                 error_message=sa.bindparam("error_message"),
                 error_traceback=sa.bindparam("error_traceback"),
                 error_user=sa.bindparam("error_user"),
+                log_path=sa.func.coalesce(_at.log_path, sa.bindparam("log_path")),
+                log_start=sa.func.coalesce(_at.log_start, sa.bindparam("log_start")),
+                log_end=sa.bindparam("log_end"),
             ),
             dialect,
         )

@@ -1,4 +1,4 @@
-"""resume cancel and cache columns
+"""resume, cancel, cache and log-span columns
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("log_path", sa.String(length=1000), nullable=True))
+        batch_op.add_column(sa.Column("log_start", sa.BigInteger(), nullable=True))
+        batch_op.add_column(sa.Column("log_end", sa.BigInteger(), nullable=True))
 
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("pipeline_ref", sa.String(length=1000), nullable=True))
@@ -42,6 +46,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.drop_column("log_end")
+        batch_op.drop_column("log_start")
+        batch_op.drop_column("log_path")
 
     with op.batch_alter_table("task_runs", schema=None) as batch_op:
         batch_op.drop_constraint(
