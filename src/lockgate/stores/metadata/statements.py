@@ -53,36 +53,48 @@ class Raw:
         self.sql: str = compiled.string
         self.names: Sequence[str] | None = compiled.positiontup
         self.defaults: dict[str, Any] = dict(compiled.params)
-        self.json_params = tuple(json_params)
+        self.json_params = frozenset(json_params)
+        # For positional paramstyles (SQLite's qmark): each slot's name, default and
+        # whether it is JSON, so a row becomes a tuple without building a dict.
+        self._slots = [
+            (name, self.defaults.get(name), name in self.json_params) for name in self.names or ()
+        ]
 
     def _prepare(self, params: Mapping[str, Any]) -> Any:
-        values = {**self.defaults, **params}
-        for name in self.json_params:
-            if values.get(name) is not None:
-                values[name] = json.dumps(values[name])
         if self.names is None:
+            values = {**self.defaults, **params}
+            for name in self.json_params:
+                if values.get(name) is not None:
+                    values[name] = json.dumps(values[name])
             return values
-        return tuple(values[name] for name in self.names)
+        row = []
+        for name, default, is_json in self._slots:
+            value = params.get(name, default)
+            if is_json and value is not None:
+                value = json.dumps(value)
+            row.append(value)
+        return row
+
+    @staticmethod
+    def _cursor(conn: sa.Connection) -> Any:
+        return conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     def execute(self, conn: sa.Connection, params: Mapping[str, Any]) -> int:
         """Run once; return the number of rows it changed."""
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(self.sql, self._prepare(params))
-            return int(cursor.rowcount)
-        finally:
-            cursor.close()
+        cursor = self._cursor(conn)
+        cursor.execute(self.sql, self._prepare(params))
+        return int(cursor.rowcount)
 
     def executemany(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row in one call."""
         prepared = [self._prepare(row) for row in rows]
         if not prepared:
             return
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
+        cursor = self._cursor(conn)
+        if len(prepared) == 1:
+            cursor.execute(self.sql, prepared[0])
+        else:
             cursor.executemany(self.sql, prepared)
-        finally:
-            cursor.close()
 
 
 _EVENT_KEYS = ("run_id", "task_run_id", "attempt", "kind", "at", "payload")
