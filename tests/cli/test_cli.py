@@ -34,6 +34,30 @@ def nightly(day: str = "2026-11-25", lr: float = 0.1):
 @lg.pipeline
 def broken(day: str = "2026-11-25"):
     return count(explode(ingest(day)))
+
+
+@lg.task
+def needs_fix(rows: list) -> list:
+    import pathlib
+
+    if not pathlib.Path("fixed").exists():
+        raise RuntimeError("not fixed yet")
+    return rows
+
+
+@lg.task(cache=True)
+def expensive(rows: list, factor: int) -> int:
+    return len(rows) * factor
+
+
+@lg.pipeline
+def fixable():
+    return count(needs_fix(ingest("2026-11-25")))
+
+
+@lg.pipeline
+def cached(factor: int = 2):
+    return expensive(ingest("2026-11-25"), factor)
 """
 
 
@@ -97,7 +121,10 @@ def test_run_json_ends_with_one_object_also_on_failure(project):
         (["run", "missing.py:nightly"], "no such file"),
         (["run", "pipelines.py:nightyl"], "Did you mean 'nightly'?"),
         (["run", "pipelines.py"], "expected PATH:PIPELINE"),
-        (["graph", "pipelines.py:nope"], "Pipelines defined there: broken, nightly"),
+        (
+            ["graph", "pipelines.py:nope"],
+            "Pipelines defined there: broken, cached, fixable, nightly",
+        ),
         (["show", "r-does-not-exist"], "no run 'r-does-not-exist'"),
         (["artifacts", "show", "../../etc/passwd"], "not a valid artifact key"),
     ],
@@ -222,3 +249,45 @@ def test_the_installed_script_exit_codes(project):
         timeout=60,
     )
     assert usage.returncode == 2 and "no parameter 'x'" in usage.stderr
+
+
+def test_resume_continues_a_failed_run_under_the_same_id(project):
+    failed = invoke("run", "pipelines.py:fixable", "--json")
+    run_id = last_json(failed.stdout)["run_id"]
+    assert failed.exit_code == 1
+    (project / "fixed").touch()
+    resumed = invoke("resume", run_id[:-3], "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert last_json(resumed.stdout) == {
+        "run_id": run_id,
+        "status": "succeeded",
+        "pipeline": "fixable",
+        "error": None,
+    }
+    nodes = {n["id"]: n for n in last_json(invoke("show", run_id, "--json").stdout)["nodes"]}
+    assert nodes["ingest"]["attempt_count"] == 1  # committed before the failure: not re-run
+    assert [a["state"] for a in nodes["needs_fix"]["attempts"]] == ["failed", "succeeded"]
+    again = invoke("resume", run_id)
+    assert again.exit_code == 2 and "already succeeded" in again.stderr
+
+
+def test_explain_and_no_cache_from_the_command_line(project):
+    invoke("run", "pipelines.py:cached", "--executor", "inline")
+    hit = last_json(invoke("run", "pipelines.py:cached", "--json").stdout)["run_id"]
+    explained = invoke("explain", hit, "expensive")
+    assert explained.exit_code == 0 and "hit: reused the result" in explained.stdout
+    bypass = last_json(invoke("run", "pipelines.py:cached", "--no-cache", "--json").stdout)
+    assert "--no-cache" in invoke("explain", bypass["run_id"], "expensive").stdout
+    changed = last_json(invoke("run", "pipelines.py:cached", "-p", "factor=3", "--json").stdout)
+    report = last_json(invoke("explain", changed["run_id"], "expensive", "--json").stdout)
+    assert report["verdict"] == "miss"
+    assert report["differences"] == ["argument 1: value 2 -> value 3"]
+    shown = last_json(invoke("show", hit, "--json").stdout)
+    assert {n["id"]: n["state"] for n in shown["nodes"]}["expensive"] == "cached"
+
+
+def test_workers_and_executor_options_are_checked(project):
+    bad = invoke("run", "pipelines.py:nightly", "--workers", "0")
+    assert bad.exit_code == 2 and "--workers" in bad.output
+    ok = invoke("run", "pipelines.py:nightly", "--workers", "1", "--json")
+    assert ok.exit_code == 0

@@ -64,19 +64,42 @@ def test_database_at_an_older_revision_asks_for_db_upgrade_and_keeps_its_rows(tm
     path = tmp_path / "older.db"
     engine = sa.create_engine(f"sqlite:///{path}")
     migrate.upgrade(engine, "0001")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("INSERT INTO pipelines (name, created_at) VALUES ('nightly', 1.0)")
+    with engine.begin() as conn:  # a run as lockgate 0001 wrote it, rows in every table
+        for statement in (
+            "INSERT INTO pipelines (id, name, created_at) VALUES (1, 'nightly', 1.0)",
+            "INSERT INTO pipeline_versions VALUES (1, 1, 'v1', '{}', 1.0)",
+            "INSERT INTO runs VALUES ('r-old', 1, 1, 'succeeded', '{}', 'cli', NULL, NULL, "
+            "1.0, 1.0, 2.0, 2.0, NULL)",
+            "INSERT INTO artifacts VALUES ('" + "a" * 64 + "', 'json', 1, 'builtins.int', NULL, "
+            "X'31', 'task', 1.0)",
+            "INSERT INTO task_runs VALUES (1, 'r-old', 'a', -1, 'a', 'succeeded', 1, 1.0, 1.0, "
+            "2.0, NULL, '" + "a" * 64 + "', NULL)",
+            "INSERT INTO attempts VALUES (1, 1, 1, 'succeeded', 1.0, 1.0, 2.0, NULL, NULL, "
+            "NULL, NULL)",
+            "INSERT INTO events VALUES (1, 'r-old', 1, 1, 'task_succeeded', 2.0, '{}')",
+            "INSERT INTO lineage_edges VALUES (1, 'r-old', 1, '" + "a" * 64 + "', 'produced')",
+        ):
+            conn.exec_driver_sql(statement)
     engine.dispose()
     with pytest.raises(SchemaVersionError) as info:
         SqlMetadataStore(f"sqlite:///{path}")
     assert "lockgate db upgrade" in str(info.value) and "0001" in str(info.value)
-    engine = sa.create_engine(f"sqlite:///{path}")
-    migrate.upgrade(engine)
-    engine.dispose()
+    # What `lockgate db upgrade` runs: lockgate's own engine, foreign keys on.
+    writer, reader = connect.engines(f"sqlite:///{path}", busy_timeout=5)
+    migrate.upgrade(writer)
+    writer.dispose()
+    reader.dispose()
     store = SqlMetadataStore(f"sqlite:///{path}")
+    old = store.task_runs("r-old")[0]
+    assert (old.node_id, old.state.value, old.output.inline) == ("a", "succeeded", b"1")
+    assert store.attempts("r-old")[0].number == 1
+    assert len(store.lineage("a" * 64)) == 1
     store.create_run(new_run(pipeline="nightly"))
     assert store.get_run("r-1").pipeline == "nightly"
     store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_foreign_database_is_refused(tmp_path: Path):

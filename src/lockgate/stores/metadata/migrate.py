@@ -22,15 +22,41 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def upgrade(engine: sa.Engine, revision: str = "head") -> None:
-    """Run every migration up to `revision` on the database behind `engine`."""
+    """Run every migration up to `revision` on the database behind `engine`.
+
+    On SQLite, altering a table means copying it and dropping the original,
+    which foreign keys from other tables forbid; so, as SQLite's documentation
+    prescribes, foreign keys are off during the migration and
+    `PRAGMA foreign_key_check` must come back empty before it commits.
+
+    Raises:
+        SchemaVersionError: the migrated data breaks a foreign key (rolled back).
+    """
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with _migration_lock(engine), engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    sqlite = engine.dialect.name == "sqlite"
+    with _migration_lock(engine), engine.connect() as connection:
+        raw = connection.connection.dbapi_connection
+        if sqlite:
+            raw.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction
+        try:
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise SchemaVersionError(
+                            f"migrating {engine.url.database} to {revision} would break "
+                            f"foreign keys ({broken[:3]}...); nothing was changed. Please "
+                            "report this with the database's schema."
+                        )
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 def current_revision(engine: sa.Engine) -> str | None:

@@ -79,7 +79,7 @@ class SqlMetadataStore:
         self._dialect = self._writer.dialect.name
         self._st = Statements(self._writer.dialect)
         with self._errors():
-            ensure_schema(self._writer, connect.redact(url))
+            ensure_schema(self._writer, connect.describe(url))
 
     # --- plumbing -------------------------------------------------------------
 
