@@ -40,6 +40,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
     sqlite = engine.dialect.name == "sqlite"
     with _migration_lock(engine), engine.connect() as connection:
         raw = connection.connection.dbapi_connection
+        assert raw is not None  # a fresh connection is never detached
         if sqlite:
             raw.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction
         try:
