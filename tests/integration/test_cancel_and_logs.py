@@ -43,6 +43,21 @@ def long():
     return slow(first())
 
 
+@lg.task
+def stubborn(x: int) -> int:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (MARKS / "stubborn.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+    return x
+
+
+@lg.pipeline
+def deaf():
+    return stubborn(first())
+
+
 @lg.task(retries=1, retry_delay=0)
 def chatty() -> str:
     ctx = lg.current()
@@ -172,6 +187,29 @@ def test_ctrl_c_cancels_the_run_and_exits_130(project):
     assert run["status"] == "cancelled"
     nodes = {n["id"]: n["state"] for n in details(project, run["run_id"])["nodes"]}
     assert nodes == {"first": "succeeded", "slow": "cancelled"}
+
+
+def test_a_second_ctrl_c_stops_at_once_and_leaves_the_run_for_recovery(project):
+    project["env"]["LOCKGATE_HEARTBEAT_INTERVAL"] = "0.2"
+    project["env"]["LOCKGATE_HEARTBEAT_TIMEOUT"] = "1"
+    running = start(project, "run", "p.py:deaf")
+    wait_for(project["marks"] / "stubborn.pid")
+    task_pid = int((project["marks"] / "stubborn.pid").read_text())
+    running.send_signal(signal.SIGINT)  # cancels; the task ignores SIGTERM, so this waits
+    time.sleep(0.3)
+    running.send_signal(signal.SIGINT)  # stop now
+    running.communicate(timeout=30)
+    assert running.returncode == 130
+    assert wait_gone(task_pid)
+    (run,) = json.loads(lockgate(project, "runs", "--json").stdout)
+    # Still "running": the second Ctrl-C abandoned the cancellation instead of
+    # waiting out the SIGTERM grace period; the run is left for recovery.
+    assert run["status"] == "running"
+    nodes = {n["id"]: n["state"] for n in details(project, run["run_id"])["nodes"]}
+    assert nodes["first"] == "succeeded"
+    time.sleep(1.2)  # no coordinator beats for it any more: `lockgate recover` would take it
+    (stale,) = json.loads(lockgate(project, "runs", "--json").stdout)
+    assert stale["stale"] is True
 
 
 def test_logs_capture_stdout_stderr_logging_and_child_processes_per_attempt(project):

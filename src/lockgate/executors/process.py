@@ -231,7 +231,7 @@ class ProcessExecutor:
                 self._end(worker, "cancel", time.monotonic())
 
     def close(self) -> None:
-        """Stop idle workers, kill busy ones with their process groups, reap them all.
+        """Stop idle workers, kill busy ones with their process groups at once, reap them all.
 
         Queued and running invocations are abandoned without events. Idempotent.
         """
@@ -431,13 +431,18 @@ class ProcessExecutor:
 
 
 def _shutdown(workers: list[_Worker], grace: float) -> None:
-    """Stop every worker and reap it; what the finalizer and `close` run."""
+    """Stop every worker and reap it; what the finalizer and `close` run.
+
+    Idle workers are asked to stop; busy ones are killed with their process
+    groups at once: closing abandons running invocations (a graceful stop is
+    `cancel`), and a second Ctrl-C must not wait out a grace period.
+    """
     for worker in workers:
         if worker.idle:
             worker.channel.stop()
         else:
-            worker.channel.signal_group(signal.SIGTERM)
-    pending = {worker.channel.sentinel for worker in workers}
+            worker.channel.signal_group(signal.SIGKILL)
+    pending = {worker.channel.sentinel for worker in workers if worker.idle}
     end = time.monotonic() + grace
     while pending and (left := end - time.monotonic()) > 0:
         pending.difference_update(cast(list[int], wait(list(pending), left)))
