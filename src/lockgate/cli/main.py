@@ -7,9 +7,11 @@ one place, `LockgateGroup.invoke`.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,12 +123,25 @@ def _finish(ctx: click.Context, result: RunResult, workspace: Workspace, as_json
     ctx.exit(EXIT_CODES.get(result.status, 1))
 
 
-def _interrupted(ctx: click.Context) -> None:
-    err.print(
-        "[yellow]interrupted:[/] the run was cancelled; committed results are kept "
-        "(lockgate resume RUN continues it)"
-    )
-    ctx.exit(130)
+def _drive(
+    ctx: click.Context,
+    workspace: Workspace,
+    pipeline: str,
+    nodes: list[str],
+    go: Callable[..., RunResult],
+    as_json: bool,
+) -> None:
+    """Run `go(listener=...)` under the progress display; Ctrl-C exits 130."""
+    try:
+        with Progress(err, pipeline, nodes, quiet=as_json) as progress:
+            result = go(listener=progress)
+    except KeyboardInterrupt:
+        err.print(
+            "[yellow]interrupted:[/] the run was cancelled; committed results are kept "
+            "(lockgate resume RUN continues it)"
+        )
+        ctx.exit(130)
+    _finish(ctx, result, workspace, as_json)
 
 
 @cli.command()
@@ -169,22 +184,18 @@ def run(
     workspace = _workspace(ctx)
     source, _, name = ref.rpartition(":")
     pipeline_ref = f"{Path(source).resolve()}:{name}" if source.endswith(".py") else ref
-    try:
-        with Progress(err, pipeline.name, list(pipeline.graph.order), quiet=as_json) as progress:
-            result = start_run(
-                pipeline,
-                bound,
-                workspace=workspace,
-                executor=executor,
-                workers=workers,
-                trigger=Trigger.CLI,
-                listener=progress,
-                no_cache=no_cache,
-                pipeline_ref=pipeline_ref,
-            )
-    except KeyboardInterrupt:
-        _interrupted(ctx)
-    _finish(ctx, result, workspace, as_json)
+    start = functools.partial(
+        start_run,
+        pipeline,
+        bound,
+        workspace=workspace,
+        executor=executor,
+        workers=workers,
+        trigger=Trigger.CLI,
+        no_cache=no_cache,
+        pipeline_ref=pipeline_ref,
+    )
+    _drive(ctx, workspace, pipeline.name, list(pipeline.graph.order), start, as_json)
 
 
 @cli.command()
@@ -209,20 +220,16 @@ def resume(
     workspace = _workspace(ctx)
     record = workspace.metadata.get_run(run_id)
     nodes = [node["id"] for node in workspace.metadata.run_graph(record.id)["nodes"]]
-    try:
-        with Progress(err, record.pipeline, nodes, quiet=as_json) as progress:
-            result = resume_run(
-                workspace,
-                record.id,
-                by=Trigger.CLI,
-                executor=executor,
-                workers=workers,
-                no_cache=no_cache,
-                listener=progress,
-            )
-    except KeyboardInterrupt:
-        _interrupted(ctx)
-    _finish(ctx, result, workspace, as_json)
+    again = functools.partial(
+        resume_run,
+        workspace,
+        record.id,
+        by=Trigger.CLI,
+        executor=executor,
+        workers=workers,
+        no_cache=no_cache,
+    )
+    _drive(ctx, workspace, record.pipeline, nodes, again, as_json)
 
 
 @cli.command()
