@@ -375,15 +375,19 @@ class _Driver:
             if item.state is TaskState.PENDING:
                 self._launch(item)
 
-    def _launch(self, unit: _Unit) -> None:
-        """Serve `unit` from the cache, or queue its next attempt."""
+    def _launch(self, unit: _Unit, *, lookup: bool = True) -> None:
+        """Queue the unit's next attempt, or serve it from the cache if `lookup` finds a hit.
+
+        The cache key is recorded with every attempt of a task with caching on,
+        so later runs (and `lockgate explain`) can match against it.
+        """
         invocation = self._invocation(unit, attempt=unit.attempt + 1)
         policy = unit.node.task.spec.cache
         key = inputs = None
         if policy is not None:
             inputs = cache_inputs(unit.node.task, invocation.args, invocation.kwargs)
             key = cache_key(inputs)
-            if not self.no_cache:
+            if lookup and not self.no_cache:
                 not_before = None if policy.expire is None else self.c.clock.now() - policy.expire
                 hit = self.store.find_cached(key, not_before=not_before)
                 if hit is not None:
@@ -426,13 +430,7 @@ class _Driver:
         now = self.c.clock.monotonic()
         while self.retries and self.retries[0][0] <= now:
             _, _, unit = heapq.heappop(self.retries)
-            invocation = self._invocation(unit, attempt=unit.attempt + 1)
-            flight_key = None
-            inputs = None
-            if unit.node.task.spec.cache is not None:
-                inputs = cache_inputs(unit.node.task, invocation.args, invocation.kwargs)
-                flight_key = cache_key(inputs)
-            self._queue(unit, invocation, flight_key, inputs)
+            self._launch(unit, lookup=False)  # a retry is decided: no cache lookup
 
     # --- executor events --------------------------------------------------------
 
