@@ -18,6 +18,9 @@ internal and may change; import from `lockgate`, `lockgate.errors` and
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from lockgate import errors
 from lockgate.model.context import TaskContext, current
 from lockgate.model.graph import Graph, Node
@@ -26,10 +29,39 @@ from lockgate.model.policy import CachePolicy, RetryPolicy
 from lockgate.model.states import AttemptState, RunState, TaskState
 from lockgate.model.task import Task, task
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.service.compose import Workspace
-from lockgate.service.config import Settings
-from lockgate.service.lifecycle import cancel, resume
-from lockgate.service.runs import NodeResult, RunResult, run
+
+if TYPE_CHECKING:
+    from lockgate.service.compose import Workspace
+    from lockgate.service.config import Settings
+    from lockgate.service.lifecycle import cancel, resume
+    from lockgate.service.runs import NodeResult, RunResult, run
+
+# Defining tasks and pipelines needs only the pure layers; running them loads
+# the engine and the services on first use, which keeps `import lockgate` fast.
+_LAZY = {
+    "Workspace": "lockgate.service.compose",
+    "Settings": "lockgate.service.config",
+    "cancel": "lockgate.service.lifecycle",
+    "resume": "lockgate.service.lifecycle",
+    "NodeResult": "lockgate.service.runs",
+    "RunResult": "lockgate.service.runs",
+    "run": "lockgate.service.runs",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Load the running side of the public API on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lockgate' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
 
 __version__ = "0.1.0"
 

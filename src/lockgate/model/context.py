@@ -7,11 +7,14 @@ effects that must not happen twice (the key is the same on every retry).
 
 from __future__ import annotations
 
-import logging
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lockgate.errors import LockgateError
+
+if TYPE_CHECKING:
+    import logging
 
 _CURRENT: ContextVar[TaskContext | None] = ContextVar("lockgate_task_context", default=None)
 
@@ -40,6 +43,8 @@ class TaskContext:
     @property
     def logger(self) -> logging.Logger:
         """A logger named for the node; its records are kept with the attempt."""
+        import logging  # only tasks that log pay for importing it
+
         return logging.getLogger(f"lockgate.task.{self.pipeline}.{self.node_id}")
 
 
