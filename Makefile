@@ -17,7 +17,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[test,lint,demo]'
+	# torch first, pinned: otherwise pip resolves a multi-GB CUDA build for [llm].
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,lint,demo,llm,lineage]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 venv: $(STAMP)
