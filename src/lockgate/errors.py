@@ -31,9 +31,11 @@ place without a lookup table.
     │       ├── InvalidArtifactKey
     │       ├── UntrustedArtifactError
     │       └── ArtifactStoreFull
-    └── ExecutionError                  exit 1: a run did not succeed
-        ├── TaskFailedError             user code raised; keeps the original traceback text
-        └── RunFailedError
+    ├── ExecutionError                  exit 1: a run did not succeed
+    │   ├── TaskFailedError             user code raised; keeps the original traceback text
+    │   └── RunFailedError
+    ├── GateError                       exit 3: an evaluation gate did not pass
+    └── RegistryError                   exit 2: a registry operation is not allowed
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "DuplicatePipelineError",
     "ExecutionError",
     "FencedError",
+    "GateError",
     "GraphError",
     "InvalidArtifactKey",
     "InvalidPolicyError",
@@ -59,6 +62,7 @@ __all__ = [
     "NodeNotFoundError",
     "ParameterError",
     "PipelineNotFoundError",
+    "RegistryError",
     "RunFailedError",
     "RunNotFoundError",
     "RunStateError",
@@ -225,3 +229,18 @@ class TaskFailedError(ExecutionError):
 
 class RunFailedError(ExecutionError):
     """A run ended in a state other than succeeded."""
+
+
+# --- gates and registry ----------------------------------------------------
+
+
+class GateError(LockgateError):
+    """A gate's checks did not pass, or could not be evaluated (fails closed)."""
+
+    exit_code = 3
+
+
+class RegistryError(LockgateError):
+    """A registry operation is not allowed: unknown model or version, ungated promotion."""
+
+    exit_code = 2

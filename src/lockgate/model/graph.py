@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from lockgate.errors import CycleError, GraphError
 from lockgate.model.refs import NodeRef, ParamRef, encode, walk_refs
+from lockgate.model.versions import VersionRef
 
 if TYPE_CHECKING:
     from lockgate.model.task import Task
@@ -55,6 +56,12 @@ class Node:
     def upstream(self) -> tuple[str, ...]:
         """Ids of every node this one waits for (data inputs, then `after`)."""
         return tuple(dict.fromkeys(self.data_inputs + self.after))
+
+    @property
+    def versions(self) -> tuple[VersionRef, ...]:
+        """The named versions (datasets, models, prompts) this node consumes."""
+        found = (r for r in walk_refs((self.args, self.kwargs)) if isinstance(r, VersionRef))
+        return tuple(dict.fromkeys(found))
 
     @property
     def params(self) -> tuple[str, ...]:
@@ -128,6 +135,11 @@ class Graph:
                 found.add(current)
                 stack.extend(self._downstream[current])
         return [n for n in self.order if n in found]
+
+    @cached_property
+    def versions(self) -> tuple[VersionRef, ...]:
+        """Every named version the graph consumes, once each, in node order."""
+        return tuple(dict.fromkeys(v for node in self for v in node.versions))
 
     @cached_property
     def roots(self) -> tuple[str, ...]:

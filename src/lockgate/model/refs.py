@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockgate.errors import TracingError
+from lockgate.model.versions import VersionRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +32,13 @@ class ParamRef:
     name: str
 
 
-Ref = NodeRef | ParamRef
+Ref = NodeRef | ParamRef | VersionRef
+_REF_TYPES = (NodeRef, ParamRef, VersionRef)
 
 
 def walk_refs(template: Any) -> Iterator[Ref]:
     """Yield every ref in `template`, depth first, in order."""
-    if isinstance(template, NodeRef | ParamRef):
+    if isinstance(template, _REF_TYPES):
         yield template
     elif isinstance(template, list | tuple):
         for item in template:
@@ -48,7 +50,7 @@ def walk_refs(template: Any) -> Iterator[Ref]:
 
 def substitute(template: Any, resolve: Callable[[Ref], Any]) -> Any:
     """Return `template` with every ref replaced by `resolve(ref)`."""
-    if isinstance(template, NodeRef | ParamRef):
+    if isinstance(template, _REF_TYPES):
         return resolve(template)
     if isinstance(template, list):
         return [substitute(item, resolve) for item in template]
@@ -65,6 +67,8 @@ def encode(template: Any) -> Any:
         return {"$ref": template.node}
     if isinstance(template, ParamRef):
         return {"$param": template.name}
+    if isinstance(template, VersionRef):
+        return {"$version": [template.kind, template.name, template.version]}
     if isinstance(template, tuple):
         return {"$tuple": [encode(item) for item in template]}
     if isinstance(template, list):
@@ -87,6 +91,8 @@ def decode(data: Any) -> Any:
                 return ParamRef(value)
             if key == "$tuple":
                 return tuple(decode(item) for item in value)
+            if key == "$version":
+                return VersionRef(*value)
         return {key: decode(item) for key, item in data.items()}
     return data
 
@@ -98,7 +104,7 @@ def check_literal(value: Any, where: Callable[[], str]) -> None:
         value: a template.
         where: builds the description of the argument for the message, lazily.
     """
-    if value is None or isinstance(value, str | bool | int | NodeRef | ParamRef):
+    if value is None or isinstance(value, str | bool | int | NodeRef | ParamRef | VersionRef):
         return
     if isinstance(value, float):
         if math.isfinite(value):

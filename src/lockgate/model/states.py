@@ -15,6 +15,7 @@ class TaskState(StrEnum):
     PENDING = "pending"
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -49,6 +50,7 @@ class RunState(StrEnum):
 
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     GATE_FAILED = "gate_failed"
@@ -57,7 +59,7 @@ class RunState(StrEnum):
     @property
     def terminal(self) -> bool:
         """True once the run will not change again unless resumed."""
-        return self not in (RunState.QUEUED, RunState.RUNNING)
+        return self not in (RunState.QUEUED, RunState.RUNNING, RunState.WAITING)
 
 
 class AttemptState(StrEnum):
@@ -83,6 +85,7 @@ class EventKind(StrEnum):
     RUN_CANCELLED = "run_cancelled"
     RUN_RESUMED = "run_resumed"
     RUN_CANCEL_REQUESTED = "run_cancel_requested"
+    RUN_WAITING = "run_waiting"
     TASK_QUEUED = "task_queued"
     TASK_STARTED = "task_started"
     TASK_SUCCEEDED = "task_succeeded"
@@ -92,6 +95,13 @@ class EventKind(StrEnum):
     TASK_CACHED = "task_cached"
     TASK_CANCELLED = "task_cancelled"
     TASK_RESET = "task_reset"
+    TASK_WAITING = "task_waiting"
+    VERSION_CREATED = "version_created"
+    MODEL_REGISTERED = "model_registered"
+    GATE_PASSED = "gate_passed"
+    GATE_FAILED = "gate_failed"
+    ALIAS_MOVED = "alias_moved"
+    APPROVAL_DECIDED = "approval_decided"
     MAP_EXPANDED = "map_expanded"
 
     @classmethod

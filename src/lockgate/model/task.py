@@ -48,6 +48,7 @@ class TaskSpec:
     cache: CachePolicy | None
     pool: str | None
     resources: Resources
+    system: str | None = None  # gate, register, promote, approval: run by the coordinator
 
 
 class Task:

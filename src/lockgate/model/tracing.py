@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from lockgate.errors import TracingError
 from lockgate.model.graph import Graph, Node
 from lockgate.model.refs import NodeRef, ParamRef, check_literal
+from lockgate.model.versions import VersionRef
 
 if TYPE_CHECKING:
     from lockgate.model.task import Task
@@ -227,6 +228,8 @@ class GraphBuilder:
 
     def _template(self, value: Any, where: Any) -> Any:
         """Replace placeholders by refs; refuse constants that can't be stored."""
+        if isinstance(value, VersionRef):
+            return value
         if isinstance(value, Placeholder):
             if value._builder is not self:
                 raise TracingError(f"{where()} is a placeholder from another pipeline")

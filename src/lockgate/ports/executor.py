@@ -102,6 +102,15 @@ class LogSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedOutput:
+    """The output is a new version of a named dataset, model or prompt."""
+
+    kind: str
+    name: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What one attempt produced."""
 
@@ -112,6 +121,7 @@ class Outcome:
     error: ErrorInfo | None = None
     timed_out: bool = False
     log: LogSpan | None = None
+    named: NamedOutput | None = None
 
     @property
     def ok(self) -> bool:

@@ -15,7 +15,45 @@ from typing import Any, Literal, Protocol
 
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo, LogSpan
+from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One version of a named dataset, model or prompt.
+
+    Attributes:
+        metadata: for models, {"scores": ...} as registered.
+        gated: the version was registered with scores that passed a gate.
+        aliases: registry aliases pointing at this version.
+    """
+
+    kind: str
+    name: str
+    version: int
+    ref: ArtifactRef
+    created_at: float
+    run_id: str | None = None
+    node_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    gated: bool | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """`kind:name@version`."""
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedVersion:
+    """A named version a run consumes, resolved when the run was created."""
+
+    kind: str
+    name: str
+    requested: int | None  # None: the latest at run creation
+    version: int
+    ref: ArtifactRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +71,7 @@ class NewRun:
     git_sha: str | None = None
     git_dirty: bool | None = None
     pipeline_ref: str | None = None
+    versions: Sequence[ResolvedVersion] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +218,7 @@ class AttemptResult:
     error: ErrorInfo | None = None
     retry_at: float | None = None
     log: LogSpan | None = None
+    named: NamedOutput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,13 +263,97 @@ class CachedItem:
     cache_inputs: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class GateDecision:
+    """One check of one gate, as decided."""
+
+    task_run_id: int
+    metric: str
+    op: str
+    expression: str
+    passed: bool
+    reason: str
+    value: float | None = None
+    threshold: float | None = None
+    baseline_alias: str | None = None
+    baseline_version: int | None = None
+    baseline_value: float | None = None
+    node_id: str | None = None  # filled in when read back
+    at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """Record the artifact `sha256` as a version of model `name` (once per content)."""
+
+    task_run_id: int
+    name: str
+    sha256: str
+    metadata: Mapping[str, Any]
+    gated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AliasMove:
+    """Point alias `alias` of model `name` at `version` (or at the version of `sha256`).
+
+    Attributes:
+        action: "promote" or "rollback".
+        actor: who moved it: "cli:<user>", "api:<token name>", or "run:<run id>".
+        forced: moved although the version has no passing gate (`--force`).
+    """
+
+    name: str
+    alias: str
+    action: str
+    actor: str
+    version: int | None = None
+    sha256: str | None = None
+    reason: str | None = None
+    forced: bool = False
+    run_id: str | None = None
+    kind: str = "model"
+
+
+@dataclass(frozen=True, slots=True)
+class AliasEvent:
+    """One entry of the alias audit log."""
+
+    id: int
+    kind: str
+    name: str
+    alias: str
+    version: int
+    previous_version: int | None
+    action: str
+    actor: str
+    reason: str | None
+    forced: bool
+    at: float
+    run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """A decision on an approval node."""
+
+    run_id: str
+    task_run_id: int
+    node_id: str
+    decision: str  # "approved" | "rejected"
+    by: str
+    reason: str | None
+    at: float
+
+
 @dataclass
 class WriteBatch:
     """State changes the coordinator commits together in one transaction.
 
-    Applied in this order: starts, finishes, cached, queues. Every start and
-    finish is fenced by (task run, attempt); if any fence fails the whole batch
-    is rolled back and `FencedError` is raised.
+    Applied in this order: starts, finishes (with the named versions their
+    outputs create), cached, gate decisions, registrations, alias moves, queues.
+    Every start and finish is fenced by (task run, attempt); if any fence fails
+    the whole batch is rolled back and `FencedError` is raised.
     """
 
     at: float
@@ -237,9 +361,20 @@ class WriteBatch:
     finishes: list[AttemptResult] = field(default_factory=list)
     cached: list[CachedItem] = field(default_factory=list)
     queues: list[QueueItem] = field(default_factory=list)
+    gate_decisions: list[GateDecision] = field(default_factory=list)
+    registrations: list[Registration] = field(default_factory=list)
+    alias_moves: list[AliasMove] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.starts or self.finishes or self.cached or self.queues)
+        return bool(
+            self.starts
+            or self.finishes
+            or self.cached
+            or self.queues
+            or self.gate_decisions
+            or self.registrations
+            or self.alias_moves
+        )
 
 
 class MetadataStore(Protocol):
@@ -380,6 +515,60 @@ class MetadataStore(Protocol):
 
     def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
         """Committed task runs of `task_name` with cache inputs, newest first (for explain)."""
+        ...
+
+    # --- named versions, registry, gates, approvals ---------------------------
+
+    def resolve_version(self, kind: str, name: str, version: int | None) -> VersionRecord | None:
+        """Version `version` of `kind:name` (the latest when None), or None."""
+        ...
+
+    def version_of(self, kind: str, name: str, sha256: str) -> VersionRecord | None:
+        """The version of `kind:name` whose content is `sha256`, or None."""
+        ...
+
+    def list_versions(
+        self, kind: str, name: str | None = None, *, limit: int = 100
+    ) -> list[VersionRecord]:
+        """Versions of `kind` (of one name, or of all), newest first."""
+        ...
+
+    def run_versions(self, run_id: str) -> list[ResolvedVersion]:
+        """The named versions the run consumes, as resolved at its creation."""
+        ...
+
+    def move_alias(self, move: AliasMove, at: float) -> int | None:
+        """Move an alias (one transaction, audit row included); return the previous version.
+
+        Raises:
+            RegistryError: the model or version does not exist.
+        """
+        ...
+
+    def alias_events(self, kind: str, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """The alias audit log of a model, oldest first."""
+        ...
+
+    def gate_decisions(self, run_id: str) -> list[GateDecision]:
+        """Every gate check decided in the run."""
+        ...
+
+    def record_approval(self, approval: Approval) -> None:
+        """Record a decision on an approval node (once).
+
+        Raises:
+            RunStateError: the node was already decided.
+        """
+        ...
+
+    def approvals(self, run_id: str) -> list[Approval]:
+        """The decisions recorded for the run's approval nodes."""
+        ...
+
+    def event_chain(
+        self, run_id: str
+    ) -> tuple[list[tuple[EventRecord, str | None]], str | None, int | None]:
+        """The run's events with their stored hashes, and the run's head hash and count."""
         ...
 
     def close(self) -> None:

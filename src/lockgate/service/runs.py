@@ -13,7 +13,7 @@ from lockgate.engine.coordinator import Coordinator, RunSpec
 from lockgate.engine.listener import RunListener
 from lockgate.errors import NodeNotFoundError, RunFailedError
 from lockgate.model.pipeline import Pipeline
-from lockgate.model.refs import NodeRef, ParamRef, decode, substitute
+from lockgate.model.refs import NodeRef, ParamRef, Ref, decode, substitute
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import AttemptRecord, RunRecord, TaskRunRecord
@@ -88,8 +88,12 @@ class RunResult:
             graph = self.workspace.metadata.run_graph(self.run_id)
             params = dict(self.record.params)
 
-            def one(ref: NodeRef | ParamRef) -> Any:
-                return self.output(ref.node) if isinstance(ref, NodeRef) else params[ref.name]
+            def one(ref: Ref) -> Any:
+                if isinstance(ref, NodeRef):
+                    return self.output(ref.node)
+                if isinstance(ref, ParamRef):
+                    return params[ref.name]
+                return str(ref)  # a version the pipeline returned unchanged
 
             return substitute(decode(graph["output"]), one)
         return load_output(self.workspace, self.run_id, node_id)

@@ -24,7 +24,8 @@ from lockgate.ports.metadata import (
     StartItem,
     WriteBatch,
 )
-from lockgate.stores.metadata import records
+from lockgate.stores.metadata import eventlog, records, registry
+from lockgate.stores.metadata.schema import gate_decisions
 from lockgate.stores.metadata.statements import Statements
 
 
@@ -56,12 +57,13 @@ def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -
         _finishes(conn, st, run_id, batch.finishes, started, events, edges)
     for item in batch.cached:
         _cached(conn, st, run_id, item, batch.at, events, edges)
+    _system(conn, run_id, batch, events)
     if edges:
         st.insert_edge.executemany(conn, edges)
     if batch.queues:
         _queues(conn, st, run_id, batch, events)
     if events:
-        st.insert_event.executemany(conn, events)
+        eventlog.append(conn, st, run_id, events)
 
 
 def _starts(conn: sa.Connection, st: Statements, starts: list[StartItem]) -> None:
@@ -144,6 +146,37 @@ def _finishes(
         if output is not None:
             edges.append(_edge(run_id, result.task_run_id, output.sha256, "produced"))
             payload["output"] = output.uri
+            if result.named is not None:
+                named = result.named
+                version, created = registry.create_version(
+                    conn,
+                    kind=named.kind,
+                    name=named.name,
+                    sha256=output.sha256,
+                    run_id=run_id,
+                    task_run_id=result.task_run_id,
+                    metadata=named.metadata,
+                    gated=None,
+                    at=result.finished_at,
+                )
+                payload["version"] = f"{named.kind}:{named.name}@{version}"
+                version_event = {
+                    "kind": named.kind,
+                    "name": named.name,
+                    "version": version,
+                    "created": created,
+                    "output": output.uri,
+                }
+                events.append(
+                    records.event_row(
+                        run_id,
+                        EventKind.VERSION_CREATED,
+                        result.finished_at,
+                        result.task_run_id,
+                        result.attempt,
+                        version_event,
+                    )
+                )
         kind = EventKind.for_task(result.task_state)
         events.append(
             records.event_row(
@@ -225,6 +258,55 @@ def _queues(
         records.event_row(run_id, EventKind.TASK_QUEUED, at, q.task_run_id, q.attempt)
         for q in batch.queues
     )
+
+
+def _system(
+    conn: sa.Connection, run_id: str, batch: WriteBatch, events: list[dict[str, Any]]
+) -> None:
+    """Gate verdicts, model registrations and alias moves decided by system nodes."""
+    at = batch.at
+    if batch.gate_decisions:
+        conn.execute(
+            gate_decisions.insert(), registry.decision_rows(run_id, batch.gate_decisions, at)
+        )
+        by_node: dict[int, list[Any]] = {}
+        for decision in batch.gate_decisions:
+            by_node.setdefault(decision.task_run_id, []).append(decision)
+        for task_run_id, decisions in by_node.items():
+            passed = all(d.passed for d in decisions)
+            payload = {
+                "checks": [
+                    {
+                        "metric": d.metric,
+                        "expression": d.expression,
+                        "value": d.value,
+                        "threshold": d.threshold,
+                        "passed": d.passed,
+                        "reason": d.reason,
+                    }
+                    for d in decisions
+                ]
+            }
+            kind = EventKind.GATE_PASSED if passed else EventKind.GATE_FAILED
+            events.append(records.event_row(run_id, kind, at, task_run_id, None, payload))
+    for item in batch.registrations:
+        payload, _ = registry.register(conn, run_id, item, at)
+        events.append(
+            records.event_row(
+                run_id, EventKind.MODEL_REGISTERED, at, item.task_run_id, None, payload
+            )
+        )
+    for move in batch.alias_moves:
+        version, previous = registry.move_alias(conn, move, at)
+        moved: dict[str, Any] = {
+            "name": move.name,
+            "alias": move.alias,
+            "version": version,
+            "previous_version": previous,
+            "action": move.action,
+            "forced": move.forced,
+        }
+        events.append(records.event_row(run_id, EventKind.ALIAS_MOVED, at, None, None, moved))
 
 
 def _edge(run_id: str, task_run_id: int, sha256: str, direction: str) -> dict[str, Any]:

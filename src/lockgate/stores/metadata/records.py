@@ -70,19 +70,23 @@ def run_record(row: Any) -> RunRecord:
     )
 
 
+def ref_from(row: Any, sha256: str) -> ArtifactRef:
+    """The artifact ref of `sha256` from a row that selected ARTIFACT_REF_COLUMNS."""
+    return ArtifactRef(
+        sha256=sha256,
+        serializer=row.a_serializer,
+        size=row.a_size,
+        type_name=row.a_type_name,
+        length=row.a_length,
+        inline=row.a_inline,
+    )
+
+
 def task_run_record(row: Any) -> TaskRunRecord:
     """A `task_runs` row, with its output ref when the artifact columns were selected."""
     output = None
-    mapping = row._mapping
-    if row.output_sha256 is not None and "a_serializer" in mapping:
-        output = ArtifactRef(
-            sha256=row.output_sha256,
-            serializer=row.a_serializer,
-            size=row.a_size,
-            type_name=row.a_type_name,
-            length=row.a_length,
-            inline=row.a_inline,
-        )
+    if row.output_sha256 is not None and "a_serializer" in row._mapping:
+        output = ref_from(row, row.output_sha256)
     return TaskRunRecord(
         id=row.id,
         run_id=row.run_id,

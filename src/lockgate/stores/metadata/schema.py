@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 
 WHOLE_NODE = -1
 
@@ -66,6 +66,10 @@ runs = sa.Table(
     sa.Column("finished_at", Time),
     sa.Column("heartbeat_at", Time),
     sa.Column("cancel_requested_at", Time),
+    # The tamper-evidence chain: hash of the newest event and how many there are,
+    # so an edited, deleted or truncated event trace is detected.
+    sa.Column("events_head", sa.String(64)),
+    sa.Column("event_count", sa.Integer),
     sa.Column("error", sa.Text),
     sa.Index(None, "pipeline_id", "created_at"),
     sa.Index(None, "status"),
@@ -144,6 +148,8 @@ events = sa.Table(
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("at", Time, nullable=False),
     sa.Column("payload", sa.JSON, nullable=False),
+    # sha256 over the previous event's hash and this event's content.
+    sa.Column("hash", sa.String(64)),
     sa.Index(None, "run_id", "id"),
 )
 
@@ -156,9 +162,92 @@ artifact_versions = sa.Table(
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
     sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id")),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id")),
+    # For models: the scores registered with the version, and whether they came
+    # through a passing gate (promotion refuses ungated versions).
+    sa.Column("metadata", sa.JSON),
+    sa.Column("gated", sa.Boolean),
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("kind", "name", "version"),
     sa.UniqueConstraint("kind", "name", "sha256"),
+)
+
+# The named versions a run consumed, resolved once when the run was created.
+run_versions = sa.Table(
+    "run_versions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
+    sa.Column("requested", sa.Integer),  # the version asked for; NULL = latest
+    sa.UniqueConstraint("run_id", "kind", "name", "requested"),
+)
+
+aliases = sa.Table(
+    "aliases",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.UniqueConstraint("kind", "name", "alias"),
+)
+
+# Append-only audit log of alias moves (promotions, rollbacks).
+alias_events = sa.Table(
+    "alias_events",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("alias", sa.String(100), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("previous_version", sa.Integer),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id")),
+    sa.Column("reason", sa.Text),
+    sa.Column("forced", sa.Boolean, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "kind", "name", "alias", "id"),
+)
+
+gate_decisions = sa.Table(
+    "gate_decisions",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id"), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("value", sa.Double),
+    sa.Column("op", sa.String(4), nullable=False),
+    sa.Column("threshold", sa.Double),
+    sa.Column("expression", sa.String(300), nullable=False),
+    sa.Column("baseline_alias", sa.String(100)),
+    sa.Column("baseline_version", sa.Integer),
+    sa.Column("baseline_value", sa.Double),
+    sa.Column("passed", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "run_id"),
+)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id"), nullable=False),
+    sa.Column("decision", sa.String(10), nullable=False),
+    sa.Column("by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", Time, nullable=False),
+    sa.UniqueConstraint("task_run_id"),
 )
 
 lineage_edges = sa.Table(

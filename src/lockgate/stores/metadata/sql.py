@@ -26,41 +26,35 @@ from lockgate.errors import (
 )
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.metadata import (
+    AliasMove,
+    Approval,
     ArtifactRecord,
-    AttemptRecord,
-    CacheHit,
-    EventRecord,
-    LineageEdge,
     NewRun,
     RunRecord,
     TaskRunRecord,
     WriteBatch,
 )
 from lockgate.stores.metadata import batch as batch_writes
-from lockgate.stores.metadata import connect, records
+from lockgate.stores.metadata import connect, eventlog, records, registry
 from lockgate.stores.metadata.migrate import ensure_schema
+from lockgate.stores.metadata.reads import Reads
 from lockgate.stores.metadata.schema import (
     WHOLE_NODE,
+    approvals,
     artifacts,
     attempts,
-    events,
-    lineage_edges,
     pipeline_versions,
     pipelines,
+    run_versions,
     runs,
     task_runs,
 )
 from lockgate.stores.metadata.statements import Statements, insert_ignore
 
 _TERMINAL = [s.value for s in TaskState if s.terminal]
-_RUN_COLUMNS = (
-    runs,
-    pipelines.c.name.label("pipeline"),
-    pipeline_versions.c.version.label("pipeline_version"),
-)
 
 
-class SqlMetadataStore:
+class SqlMetadataStore(Reads):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
@@ -146,9 +140,56 @@ class SqlMetadataStore:
         attempt: int | None = None,
         payload: Mapping[str, Any] | None = None,
     ) -> None:
-        self._st.insert_event.execute(
-            conn, records.event_row(run_id, kind, at, task_run_id, attempt, payload)
+        eventlog.append(
+            conn,
+            self._st,
+            run_id,
+            [records.event_row(run_id, kind, at, task_run_id, attempt, payload)],
         )
+
+    # --- registry and approvals: writes ----------------------------------------
+
+    def move_alias(self, move: AliasMove, at: float) -> int | None:
+        """Move an alias with its audit row, in one transaction; return the previous version."""
+        with self._tx() as conn:
+            _, previous = registry.move_alias(conn, move, at)
+        return previous
+
+    def record_approval(self, approval: Approval) -> None:
+        """Record a decision on an approval node, once, with its event."""
+        with self._tx() as conn:
+            done = conn.execute(
+                sa.select(approvals.c.decision, approvals.c.by).where(
+                    approvals.c.task_run_id == approval.task_run_id
+                )
+            ).first()
+            if done is not None:
+                raise RunStateError(
+                    f"node {approval.node_id!r} of run {approval.run_id} was already "
+                    f"{done.decision} by {done.by}"
+                )
+            conn.execute(
+                approvals.insert().values(
+                    run_id=approval.run_id,
+                    task_run_id=approval.task_run_id,
+                    decision=approval.decision,
+                    by=approval.by,
+                    reason=approval.reason,
+                    at=approval.at,
+                )
+            )
+            self._event(
+                conn,
+                approval.run_id,
+                EventKind.APPROVAL_DECIDED,
+                approval.at,
+                task_run_id=approval.task_run_id,
+                payload={
+                    "decision": approval.decision,
+                    "by": approval.by,
+                    "reason": approval.reason,
+                },
+            )
 
     def close(self) -> None:
         """Close the writer connections and dispose of both pools."""
@@ -198,6 +239,21 @@ class SqlMetadataStore:
                     created_at=new.created_at,
                 )
             )
+            if new.versions:
+                conn.execute(
+                    run_versions.insert(),
+                    [
+                        {
+                            "run_id": new.run_id,
+                            "kind": v.kind,
+                            "name": v.name,
+                            "version": v.version,
+                            "sha256": v.ref.sha256,
+                            "requested": v.requested,
+                        }
+                        for v in new.versions
+                    ],
+                )
             if new.nodes:
                 conn.execute(
                     task_runs.insert(),
@@ -365,8 +421,10 @@ class SqlMetadataStore:
                         error=None,
                     )
                 )
-                self._st.insert_event.executemany(
+                eventlog.append(
                     conn,
+                    self._st,
+                    run_id,
                     [
                         records.event_row(
                             run_id,
@@ -458,8 +516,10 @@ class SqlMetadataStore:
             )
             payload = {"reason": reason} if reason else {}
             kind = EventKind.for_task(state)
-            self._st.insert_event.executemany(
+            eventlog.append(
                 conn,
+                self._st,
+                run_id,
                 [
                     records.event_row(run_id, kind, at, row.id, row.attempts or None, payload)
                     for row in open_ids
@@ -470,200 +530,3 @@ class SqlMetadataStore:
         """Record an artifact (no-op if its hash is already known)."""
         with self._tx() as conn:
             conn.execute(self._insert_ignore(artifacts).values(**records.artifact_row(record)))
-
-    # --- reads ----------------------------------------------------------------
-
-    def _runs_query(self) -> sa.Select[Any]:
-        return (
-            sa.select(*_RUN_COLUMNS)
-            .join_from(runs, pipelines)
-            .join(pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id)
-        )
-
-    def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id or unique id prefix."""
-        with self._read() as conn:
-            row = conn.execute(self._runs_query().where(runs.c.id == run_id)).first()
-            if row is None and run_id:
-                pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-                matches = conn.execute(
-                    self._runs_query().where(runs.c.id.like(pattern + "%", escape="\\")).limit(2)
-                ).all()
-                if len(matches) == 1:
-                    row = matches[0]
-                elif len(matches) > 1:
-                    raise RunNotFoundError(
-                        f"run id prefix {run_id!r} matches several runs "
-                        f"({matches[0].id}, {matches[1].id}, ...); give more characters."
-                    )
-        if row is None:
-            raise RunNotFoundError(
-                f"no run {run_id!r} in {connect.describe(self.url)}; `lockgate runs` lists runs "
-                "(check LOCKGATE_HOME / LOCKGATE_DB_URL if you expected it here)."
-            )
-        return records.run_record(row)
-
-    def list_runs(
-        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
-    ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
-        query = self._runs_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
-        if pipeline is not None:
-            query = query.where(pipelines.c.name == pipeline)
-        if status is not None:
-            query = query.where(runs.c.status == status.value)
-        with self._read() as conn:
-            return [records.run_record(row) for row in conn.execute(query)]
-
-    def run_graph(self, run_id: str) -> Mapping[str, Any]:
-        """The graph stored for the run's pipeline version."""
-        with self._read() as conn:
-            graph = conn.execute(
-                sa.select(pipeline_versions.c.graph)
-                .join(runs, runs.c.pipeline_version_id == pipeline_versions.c.id)
-                .where(runs.c.id == run_id)
-            ).scalar()
-        if graph is None:
-            raise RunNotFoundError(f"no run {run_id!r}")
-        return dict(graph)
-
-    @staticmethod
-    def _task_runs_query(run_id: str) -> sa.Select[Any]:
-        return (
-            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
-            .join_from(task_runs, artifacts, isouter=True)
-            .where(task_runs.c.run_id == run_id)
-            .order_by(task_runs.c.id)
-        )
-
-    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
-        """The run's task runs with their outputs, in creation order."""
-        with self._read() as conn:
-            return [
-                records.task_run_record(row) for row in conn.execute(self._task_runs_query(run_id))
-            ]
-
-    def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:
-        """One task run by id, with its output."""
-        query = (
-            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
-            .join_from(task_runs, artifacts, isouter=True)
-            .where(task_runs.c.id == task_run_id)
-        )
-        with self._read() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else records.task_run_record(row)
-
-    def attempts(self, run_id: str) -> list[AttemptRecord]:
-        """Every attempt of the run."""
-        query = (
-            sa.select(attempts, task_runs.c.node_id, task_runs.c.map_index)
-            .join(task_runs, attempts.c.task_run_id == task_runs.c.id)
-            .where(task_runs.c.run_id == run_id)
-            .order_by(task_runs.c.id, attempts.c.number)
-        )
-        with self._read() as conn:
-            return [records.attempt_record(row) for row in conn.execute(query)]
-
-    def events(self, run_id: str) -> list[EventRecord]:
-        """The run's events in write order."""
-        query = (
-            sa.select(events, task_runs.c.node_id, task_runs.c.map_index)
-            .join(task_runs, events.c.task_run_id == task_runs.c.id, isouter=True)
-            .where(events.c.run_id == run_id)
-            .order_by(events.c.id)
-        )
-        with self._read() as conn:
-            return [
-                EventRecord(
-                    id=row.id,
-                    run_id=row.run_id,
-                    kind=EventKind(row.kind),
-                    at=row.at,
-                    node_id=row.node_id,
-                    map_index=records.map_index_of(row.map_index),
-                    attempt=row.attempt,
-                    payload=row.payload or {},
-                )
-                for row in conn.execute(query)
-            ]
-
-    def get_artifact(self, sha256: str) -> ArtifactRecord | None:
-        """The artifact with this hash, inline bytes included."""
-        with self._read() as conn:
-            row = conn.execute(sa.select(artifacts).where(artifacts.c.sha256 == sha256)).first()
-        return None if row is None else records.artifact_record(row)
-
-    def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
-        """Artifacts, newest first, without their inline bytes."""
-        columns = [c for c in artifacts.c if c.name != "inline"]
-        is_inline = artifacts.c.inline.is_not(None).label("is_inline")
-        query = sa.select(*columns, is_inline).order_by(artifacts.c.created_at.desc()).limit(limit)
-        with self._read() as conn:
-            return [records.artifact_record(row) for row in conn.execute(query)]
-
-    def find_cached(self, cache_key: str, *, not_before: float | None) -> CacheHit | None:
-        """The newest committed result with this cache key (and not older than `not_before`)."""
-        query = (
-            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
-            .join_from(task_runs, artifacts)
-            .where(
-                task_runs.c.cache_key == cache_key,
-                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
-            )
-            .order_by(task_runs.c.finished_at.desc())
-            .limit(1)
-        )
-        if not_before is not None:
-            query = query.where(task_runs.c.finished_at >= not_before)
-        with self._read() as conn:
-            row = conn.execute(query).first()
-        if row is None:
-            return None
-        record = records.task_run_record(row)
-        assert record.output is not None and record.finished_at is not None
-        return CacheHit(
-            task_run_id=record.id,
-            run_id=record.run_id,
-            node_id=record.node_id,
-            map_index=record.map_index,
-            output=record.output,
-            finished_at=record.finished_at,
-        )
-
-    def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
-        """Committed task runs of `task_name` that recorded cache inputs, newest first."""
-        query = (
-            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
-            .join_from(task_runs, artifacts, isouter=True)
-            .where(
-                task_runs.c.task_name == task_name,
-                task_runs.c.cache_inputs.is_not(None),
-                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
-                task_runs.c.finished_at <= before,
-            )
-            .order_by(task_runs.c.finished_at.desc())
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [records.task_run_record(row) for row in conn.execute(query)]
-
-    def lineage(self, sha256: str) -> list[LineageEdge]:
-        """Every task run that produced or consumed the artifact."""
-        query = (
-            sa.select(lineage_edges, task_runs.c.node_id, task_runs.c.map_index)
-            .join(task_runs, lineage_edges.c.task_run_id == task_runs.c.id)
-            .where(lineage_edges.c.sha256 == sha256)
-            .order_by(lineage_edges.c.id)
-        )
-        with self._read() as conn:
-            return [
-                LineageEdge(
-                    run_id=row.run_id,
-                    node_id=row.node_id,
-                    map_index=records.map_index_of(row.map_index),
-                    sha256=row.sha256,
-                    direction=row.direction,
-                )
-                for row in conn.execute(query)
-            ]

@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.model.states import AttemptState, TaskState
-from lockgate.stores.metadata.schema import artifacts, attempts, events, lineage_edges, task_runs
+from lockgate.stores.metadata.schema import (
+    artifacts,
+    attempts,
+    events,
+    lineage_edges,
+    runs,
+    task_runs,
+)
 
 _tr = task_runs.c
 _at = attempts.c
@@ -85,6 +92,12 @@ class Raw:
         cursor.execute(self.sql, self._prepare(params))
         return int(cursor.rowcount)
 
+    def first(self, conn: sa.Connection, params: Mapping[str, Any]) -> Any:
+        """Run a query once; return its first row (a tuple) or None."""
+        cursor = self._cursor(conn)
+        cursor.execute(self.sql, self._prepare(params))
+        return cursor.fetchone()
+
     def executemany(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row in one call."""
         prepared = [self._prepare(row) for row in rows]
@@ -97,7 +110,7 @@ class Raw:
             cursor.executemany(self.sql, prepared)
 
 
-_EVENT_KEYS = ("run_id", "task_run_id", "attempt", "kind", "at", "payload")
+_EVENT_KEYS = ("run_id", "task_run_id", "attempt", "kind", "at", "payload", "hash")
 _ATTEMPT_KEYS = ("task_run_id", "number", "state", "queued_at")
 _ARTIFACT_KEYS = (
     "sha256",
@@ -122,6 +135,18 @@ class Statements:
         self.insert_attempt = Raw(attempts.insert(), dialect, keys=_ATTEMPT_KEYS)
         self.insert_artifact = Raw(insert_ignore(name, artifacts), dialect, keys=_ARTIFACT_KEYS)
         self.insert_edge = Raw(insert_ignore(name, lineage_edges), dialect, keys=_EDGE_KEYS)
+        self.run_head = Raw(
+            sa.select(runs.c.events_head, runs.c.event_count).where(
+                runs.c.id == sa.bindparam("run")
+            ),
+            dialect,
+        )
+        self.set_run_head = Raw(
+            runs.update()
+            .where(runs.c.id == sa.bindparam("run"))
+            .values(events_head=sa.bindparam("head"), event_count=sa.bindparam("count")),
+            dialect,
+        )
         # IN (...) cannot be used with executemany, so the states are spelled out.
         self.queue_task_run = Raw(
             task_runs.update()

@@ -1,0 +1,39 @@
+"""Appending events: every row is chained to the previous event of its run.
+
+All event writes go through `append`, inside the caller's transaction: it
+reads the run's head hash and count, hashes each new event onto the chain
+(`lockgate.model.chain.event_hash`), inserts the rows, and stores the new
+head and count on the run. The transaction's write lock (BEGIN IMMEDIATE on
+SQLite) keeps two writers from forking a chain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from lockgate.model.chain import GENESIS, event_hash
+from lockgate.stores.metadata.statements import Statements
+
+
+def append(conn: sa.Connection, st: Statements, run_id: str, rows: list[dict[str, Any]]) -> None:
+    """Insert event `rows` of run `run_id` (dicts as `records.event_row` builds) with hashes."""
+    if not rows:
+        return
+    found = st.run_head.first(conn, {"run": run_id})
+    head = found[0] if found and found[0] else GENESIS
+    count = found[1] if found and found[1] else 0
+    for row in rows:
+        head = event_hash(
+            head,
+            run_id,
+            row["task_run_id"],
+            row["attempt"],
+            row["kind"],
+            row["at"],
+            row["payload"],
+        )
+        row["hash"] = head
+    st.insert_event.executemany(conn, rows)
+    st.set_run_head.execute(conn, {"run": run_id, "head": head, "count": count + len(rows)})

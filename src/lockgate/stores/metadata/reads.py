@@ -1,0 +1,310 @@
+"""Read queries of the SQL metadata store, as a base class of `SqlMetadataStore`.
+
+Reads use the reader engine (deferred transactions, never blocking writers in
+WAL mode); nothing here writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from lockgate.errors import RunNotFoundError
+from lockgate.model.states import EventKind, RunState, TaskState
+from lockgate.ports.metadata import (
+    AliasEvent,
+    Approval,
+    ArtifactRecord,
+    AttemptRecord,
+    CacheHit,
+    EventRecord,
+    GateDecision,
+    LineageEdge,
+    ResolvedVersion,
+    RunRecord,
+    TaskRunRecord,
+    VersionRecord,
+)
+from lockgate.stores.metadata import connect, records, registry
+from lockgate.stores.metadata.schema import (
+    artifacts,
+    attempts,
+    events,
+    lineage_edges,
+    pipeline_versions,
+    pipelines,
+    runs,
+    task_runs,
+)
+
+_RUN_COLUMNS = (
+    runs,
+    pipelines.c.name.label("pipeline"),
+    pipeline_versions.c.version.label("pipeline_version"),
+)
+
+
+class Reads:
+    """Every read of the metadata port."""
+
+    url: str
+
+    def _read(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        raise NotImplementedError
+
+    def _runs_query(self) -> sa.Select[Any]:
+        return (
+            sa.select(*_RUN_COLUMNS)
+            .join_from(runs, pipelines)
+            .join(pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id)
+        )
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id or unique id prefix."""
+        with self._read() as conn:
+            row = conn.execute(self._runs_query().where(runs.c.id == run_id)).first()
+            if row is None and run_id:
+                pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                matches = conn.execute(
+                    self._runs_query().where(runs.c.id.like(pattern + "%", escape="\\")).limit(2)
+                ).all()
+                if len(matches) == 1:
+                    row = matches[0]
+                elif len(matches) > 1:
+                    raise RunNotFoundError(
+                        f"run id prefix {run_id!r} matches several runs "
+                        f"({matches[0].id}, {matches[1].id}, ...); give more characters."
+                    )
+        if row is None:
+            raise RunNotFoundError(
+                f"no run {run_id!r} in {connect.describe(self.url)}; `lockgate runs` lists runs "
+                "(check LOCKGATE_HOME / LOCKGATE_DB_URL if you expected it here)."
+            )
+        return records.run_record(row)
+
+    def list_runs(
+        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        query = self._runs_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        if pipeline is not None:
+            query = query.where(pipelines.c.name == pipeline)
+        if status is not None:
+            query = query.where(runs.c.status == status.value)
+        with self._read() as conn:
+            return [records.run_record(row) for row in conn.execute(query)]
+
+    def run_graph(self, run_id: str) -> Mapping[str, Any]:
+        """The graph stored for the run's pipeline version."""
+        with self._read() as conn:
+            graph = conn.execute(
+                sa.select(pipeline_versions.c.graph)
+                .join(runs, runs.c.pipeline_version_id == pipeline_versions.c.id)
+                .where(runs.c.id == run_id)
+            ).scalar()
+        if graph is None:
+            raise RunNotFoundError(f"no run {run_id!r}")
+        return dict(graph)
+
+    @staticmethod
+    def _task_runs_query(run_id: str) -> sa.Select[Any]:
+        return (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(task_runs.c.run_id == run_id)
+            .order_by(task_runs.c.id)
+        )
+
+    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
+        """The run's task runs with their outputs, in creation order."""
+        with self._read() as conn:
+            return [
+                records.task_run_record(row) for row in conn.execute(self._task_runs_query(run_id))
+            ]
+
+    def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:
+        """One task run by id, with its output."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(task_runs.c.id == task_run_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else records.task_run_record(row)
+
+    def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every attempt of the run."""
+        query = (
+            sa.select(attempts, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, attempts.c.task_run_id == task_runs.c.id)
+            .where(task_runs.c.run_id == run_id)
+            .order_by(task_runs.c.id, attempts.c.number)
+        )
+        with self._read() as conn:
+            return [records.attempt_record(row) for row in conn.execute(query)]
+
+    def events(self, run_id: str) -> list[EventRecord]:
+        """The run's events in write order."""
+        query = (
+            sa.select(events, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, events.c.task_run_id == task_runs.c.id, isouter=True)
+            .where(events.c.run_id == run_id)
+            .order_by(events.c.id)
+        )
+        with self._read() as conn:
+            return [
+                EventRecord(
+                    id=row.id,
+                    run_id=row.run_id,
+                    kind=EventKind(row.kind),
+                    at=row.at,
+                    node_id=row.node_id,
+                    map_index=records.map_index_of(row.map_index),
+                    attempt=row.attempt,
+                    payload=row.payload or {},
+                )
+                for row in conn.execute(query)
+            ]
+
+    def get_artifact(self, sha256: str) -> ArtifactRecord | None:
+        """The artifact with this hash, inline bytes included."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(artifacts).where(artifacts.c.sha256 == sha256)).first()
+        return None if row is None else records.artifact_record(row)
+
+    def list_artifacts(self, *, limit: int = 100) -> list[ArtifactRecord]:
+        """Artifacts, newest first, without their inline bytes."""
+        columns = [c for c in artifacts.c if c.name != "inline"]
+        is_inline = artifacts.c.inline.is_not(None).label("is_inline")
+        query = sa.select(*columns, is_inline).order_by(artifacts.c.created_at.desc()).limit(limit)
+        with self._read() as conn:
+            return [records.artifact_record(row) for row in conn.execute(query)]
+
+    def find_cached(self, cache_key: str, *, not_before: float | None) -> CacheHit | None:
+        """The newest committed result with this cache key (and not older than `not_before`)."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts)
+            .where(
+                task_runs.c.cache_key == cache_key,
+                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
+            )
+            .order_by(task_runs.c.finished_at.desc())
+            .limit(1)
+        )
+        if not_before is not None:
+            query = query.where(task_runs.c.finished_at >= not_before)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        record = records.task_run_record(row)
+        assert record.output is not None and record.finished_at is not None
+        return CacheHit(
+            task_run_id=record.id,
+            run_id=record.run_id,
+            node_id=record.node_id,
+            map_index=record.map_index,
+            output=record.output,
+            finished_at=record.finished_at,
+        )
+
+    def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
+        """Committed task runs of `task_name` that recorded cache inputs, newest first."""
+        query = (
+            sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
+            .join_from(task_runs, artifacts, isouter=True)
+            .where(
+                task_runs.c.task_name == task_name,
+                task_runs.c.cache_inputs.is_not(None),
+                task_runs.c.state.in_([TaskState.SUCCEEDED.value, TaskState.CACHED.value]),
+                task_runs.c.finished_at <= before,
+            )
+            .order_by(task_runs.c.finished_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [records.task_run_record(row) for row in conn.execute(query)]
+
+    def lineage(self, sha256: str) -> list[LineageEdge]:
+        """Every task run that produced or consumed the artifact."""
+        query = (
+            sa.select(lineage_edges, task_runs.c.node_id, task_runs.c.map_index)
+            .join(task_runs, lineage_edges.c.task_run_id == task_runs.c.id)
+            .where(lineage_edges.c.sha256 == sha256)
+            .order_by(lineage_edges.c.id)
+        )
+        with self._read() as conn:
+            return [
+                LineageEdge(
+                    run_id=row.run_id,
+                    node_id=row.node_id,
+                    map_index=records.map_index_of(row.map_index),
+                    sha256=row.sha256,
+                    direction=row.direction,
+                )
+                for row in conn.execute(query)
+            ]
+
+    # --- named versions, registry, gates, approvals --------------------------
+
+    def resolve_version(self, kind: str, name: str, version: int | None) -> VersionRecord | None:
+        """Version `version` of kind:name (latest when None), or None."""
+        with self._read() as conn:
+            return registry.resolve(conn, kind, name, version)
+
+    def version_of(self, kind: str, name: str, sha256: str) -> VersionRecord | None:
+        """The version of kind:name with this content, or None."""
+        with self._read() as conn:
+            return registry.version_of(conn, kind, name, sha256)
+
+    def list_versions(
+        self, kind: str, name: str | None = None, *, limit: int = 100
+    ) -> list[VersionRecord]:
+        """Versions newest first."""
+        with self._read() as conn:
+            return registry.list_versions(conn, kind, name, limit)
+
+    def run_versions(self, run_id: str) -> list[ResolvedVersion]:
+        """The named versions resolved for the run."""
+        with self._read() as conn:
+            return registry.read_run_versions(conn, run_id)
+
+    def alias_events(self, kind: str, name: str, alias: str | None = None) -> list[AliasEvent]:
+        """The alias audit log, oldest first."""
+        with self._read() as conn:
+            return registry.alias_history(conn, kind, name, alias)
+
+    def gate_decisions(self, run_id: str) -> list[GateDecision]:
+        """Every gate check decided in the run."""
+        with self._read() as conn:
+            return registry.read_decisions(conn, run_id)
+
+    def approvals(self, run_id: str) -> list[Approval]:
+        """Decisions on the run's approval nodes."""
+        with self._read() as conn:
+            return registry.read_approvals(conn, run_id)
+
+    def event_chain(
+        self, run_id: str
+    ) -> tuple[list[tuple[EventRecord, str | None]], str | None, int | None]:
+        """The run's events with stored hashes, plus the run's head hash and event count."""
+        with self._read() as conn:
+            head = conn.execute(
+                sa.select(runs.c.events_head, runs.c.event_count).where(runs.c.id == run_id)
+            ).first()
+            hashes = dict(
+                conn.execute(sa.select(events.c.id, events.c.hash).where(events.c.run_id == run_id))
+                .tuples()
+                .all()
+            )
+        found = self.events(run_id)
+        return (
+            [(event, hashes.get(event.id)) for event in found],
+            head.events_head if head else None,
+            head.event_count if head else None,
+        )
