@@ -27,18 +27,24 @@ from lockgate.model.graph import Graph, Node
 from lockgate.model.pipeline import Pipeline, pipeline
 from lockgate.model.policy import CachePolicy, RetryPolicy
 from lockgate.model.states import AttemptState, RunState, TaskState
+from lockgate.model.system import approval, gate, promote, register
 from lockgate.model.task import Task, task
+from lockgate.model.versions import Dataset, Model, Prompt, VersionRef
 from lockgate.ports.artifacts import ArtifactRef
 
 if TYPE_CHECKING:
+    from lockgate.evals import evaluate
     from lockgate.service.compose import Workspace
     from lockgate.service.config import Settings
     from lockgate.service.lifecycle import cancel, resume
+    from lockgate.service.record import record
     from lockgate.service.runs import NodeResult, RunResult, run
 
 # Defining tasks and pipelines needs only the pure layers; running them loads
 # the engine and the services on first use, which keeps `import lockgate` fast.
 _LAZY = {
+    "evaluate": "lockgate.evals",
+    "record": "lockgate.service.record",
     "Workspace": "lockgate.service.compose",
     "Settings": "lockgate.service.config",
     "cancel": "lockgate.service.lifecycle",
@@ -69,10 +75,13 @@ __all__ = [
     "ArtifactRef",
     "AttemptState",
     "CachePolicy",
+    "Dataset",
     "Graph",
+    "Model",
     "Node",
     "NodeResult",
     "Pipeline",
+    "Prompt",
     "RetryPolicy",
     "RunResult",
     "RunState",
@@ -80,12 +89,19 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskState",
+    "VersionRef",
     "Workspace",
     "__version__",
+    "approval",
     "cancel",
     "current",
     "errors",
+    "evaluate",
+    "gate",
     "pipeline",
+    "promote",
+    "record",
+    "register",
     "resume",
     "run",
     "task",

@@ -16,6 +16,7 @@ place without a lookup table.
     ├── UsageError                      exit 2: fix the command line
     │   ├── ParameterError              (also ValueError) unknown, missing or unparsable -p
     │   ├── PipelineNotFoundError       PATH:PIPELINE does not resolve
+    │   ├── VersionNotFoundError        a dataset/model/prompt version does not exist
     │   └── RunStateError               the run is in a state that does not allow this
     ├── ConfigError                     exit 2
     ├── StoreError                      exit 1
@@ -73,6 +74,7 @@ __all__ = [
     "UnserializableOutputError",
     "UntrustedArtifactError",
     "UsageError",
+    "VersionNotFoundError",
 ]
 
 
@@ -143,6 +145,10 @@ class PipelineNotFoundError(UsageError):
 
 class RunStateError(UsageError):
     """The run is in a state that does not allow the operation (resume a succeeded run...)."""
+
+
+class VersionNotFoundError(UsageError):
+    """A named dataset, model or prompt version does not exist."""
 
 
 class ConfigError(LockgateError):

@@ -1,8 +1,8 @@
 """`lockgate` commands. Thin: parse, call a service, print.
 
-Exit codes: 0 succeeded, 1 run failed (or a store/execution error),
-2 usage or definition error, 3 gate failed. Errors are rendered in exactly
-one place, `LockgateGroup.invoke`.
+Exit codes: 0 succeeded, 1 run failed (or a store/execution error), 2 usage
+or definition error, 3 gate failed, 4 waiting for an approval. Errors are
+rendered in exactly one place, `LockgateGroup.invoke`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ EXIT_CODES = {
     RunState.FAILED: 1,
     RunState.CANCELLED: 1,
     RunState.GATE_FAILED: 3,
+    RunState.WAITING: 4,
 }
 
 # Piped output (CI logs, files) gets a wide page rather than Rich's 80 columns,
@@ -115,6 +116,8 @@ def _finish(ctx: click.Context, result: RunResult, workspace: Workspace, as_json
             if printable:
                 out.print("output: ", end="")
                 out.print(value if isinstance(value, str) else json.dumps(value), markup=False)
+        elif result.status is RunState.WAITING:
+            out.print(f"  {result.record.error}", markup=False)
         else:
             out.print(f"  {result.record.error}", markup=False)
             out.print(f"  details: lockgate show {result.run_id}", markup=False)
@@ -476,6 +479,16 @@ def db_upgrade() -> None:
         out.print(f"{where} is already at schema revision {after}")
     else:
         out.print(f"{where} upgraded from {before or 'empty'} to schema revision {after}")
+
+
+def _register_lifecycle_commands() -> None:
+    from lockgate.cli.lifecycle import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register_lifecycle_commands()
 
 
 def main() -> None:

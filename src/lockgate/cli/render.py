@@ -138,3 +138,53 @@ def artifact_panel(view: dict[str, Any]) -> Table:
         entries = ", ".join(f"{e['run_id']}/{e['node']}" for e in view[key]) or "-"
         grid.add_row(key.replace("_", " "), entries)
     return grid
+
+
+def lineage_tree(graph: Any, ref: str) -> Tree:
+    """An artifact's ancestry (or descendants) as a tree of artifacts and task runs."""
+    data = graph.to_dict()
+    arrow = "made from" if data["direction"] == "upstream" else "used by"
+    tree = Tree(Text(f"{ref}  ({arrow})", style="bold"))
+    artifacts = {a["sha256"]: a for a in data["artifacts"]}
+    runs = {t["task_run"]: t for t in data["task_runs"]}
+    by_artifact: dict[str, list[dict[str, Any]]] = {}
+    for edge in data["edges"]:
+        by_artifact.setdefault(edge["artifact"], []).append(edge)
+
+    def label(sha: str) -> Text:
+        artifact = artifacts[sha]
+        text = Text(sha[:12], style="cyan")
+        if artifact["versions"]:
+            text.append("  " + ", ".join(artifact["versions"]), style="bold green")
+        return text
+
+    def task_label(task: dict[str, Any]) -> Text:
+        sha = (task["git_sha"] or "no git")[:10] + ("*" if task["git_dirty"] else "")
+        return Text(
+            f"{task['node']} in {task['run_id']} ({task['pipeline']} "
+            f"{task['pipeline_version'][:8]}, git {sha})"
+        )
+
+    def grow(branch: Tree, sha: str, depth: int, seen: set[str]) -> None:
+        if depth > 20 or sha in seen:
+            return
+        seen = seen | {sha}
+        step = "produced" if data["direction"] == "upstream" else "consumed"
+        for edge in by_artifact.get(sha, []):
+            if edge["direction"] != step:
+                continue
+            task = runs[edge["task_run"]]
+            node = branch.add(task_label(task))
+            follow = "consumed" if data["direction"] == "upstream" else "produced"
+            for other in data["edges"]:
+                if other["task_run"] == edge["task_run"] and other["direction"] == follow:
+                    grow(node.add(label(other["artifact"])), other["artifact"], depth + 1, seen)
+
+    grow(tree.add(label(data["root"])), data["root"], 0, set())
+    footer = Text(
+        f"dataset versions: {', '.join(data['dataset_versions']) or 'none'}; "
+        f"git: {', '.join(s[:10] for s in data['git_shas']) or 'none'}",
+        style="dim",
+    )
+    tree.add(footer)
+    return tree

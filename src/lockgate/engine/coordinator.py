@@ -27,10 +27,13 @@ from lockgate.engine.ids import new_run_id
 from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
 from lockgate.engine.listener import NullListener, RunListener
 from lockgate.engine.rules import decide
+from lockgate.engine.system import RUNNERS, SystemContext
+from lockgate.errors import VersionNotFoundError
 from lockgate.model.graph import Node
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import AttemptState, RunState, TaskState
-from lockgate.ports.artifacts import ArtifactRef
+from lockgate.model.versions import VersionRef
+from lockgate.ports.artifacts import ArtifactRef, ArtifactStore
 from lockgate.ports.clock import Clock, SystemClock
 from lockgate.ports.executor import ErrorInfo, Executor, Finished, Invocation, Outcome, Started
 from lockgate.ports.metadata import (
@@ -39,6 +42,7 @@ from lockgate.ports.metadata import (
     MetadataStore,
     NewRun,
     QueueItem,
+    ResolvedVersion,
     StartItem,
     TaskRunRecord,
     WriteBatch,
@@ -113,6 +117,7 @@ class Coordinator:
         rand: Callable[[], float] = random.random,
         heartbeat_interval: float = 5.0,
         cancel_check_interval: float = 0.5,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
         """Wire the coordinator to its ports.
 
@@ -124,7 +129,10 @@ class Coordinator:
             rand: uniform [0, 1) samples for retry jitter.
             heartbeat_interval: seconds between run heartbeats (written by a thread,
                 so long tasks on the inline executor do not look like a crash).
-            cancel_check_interval: how often to look for a cancel request.
+            cancel_check_interval: how often to look for a cancel request (and
+                for decisions on approval nodes that wait).
+            artifacts: the artifact store, for the small inputs of system nodes
+                (gate scores, approval records); task data never passes through here.
         """
         self.metadata = metadata
         self.executor = executor
@@ -133,11 +141,13 @@ class Coordinator:
         self.rand = rand
         self.heartbeat_interval = heartbeat_interval
         self.cancel_check_interval = cancel_check_interval
+        self.artifacts = artifacts
 
     def create(self, spec: RunSpec) -> tuple[str, list[TaskRunRecord]]:
         """Record a new run with one pending task run per node; return its id."""
         graph = spec.pipeline.graph
         run_id = spec.run_id or new_run_id(self.clock.now())
+        versions = [self._resolve(ref) for ref in graph.versions]
         records = self.metadata.create_run(
             NewRun(
                 run_id=run_id,
@@ -151,10 +161,21 @@ class Coordinator:
                 git_sha=spec.git_sha,
                 git_dirty=spec.git_dirty,
                 pipeline_ref=spec.pipeline_ref,
+                versions=versions,
             )
         )
         self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=self.clock.now())
         return run_id, records
+
+    def _resolve(self, ref: VersionRef) -> ResolvedVersion:
+        found = self.metadata.resolve_version(ref.kind, ref.name, ref.version)
+        if found is None:
+            which = f"version {ref.version}" if ref.version else "version yet"
+            raise VersionNotFoundError(
+                f"{ref.kind} {ref.name!r} has no {which}: run the pipeline that produces it "
+                f"first (`lockgate {ref.kind}s list` shows what exists)"
+            )
+        return ResolvedVersion(ref.kind, ref.name, ref.version, found.version, found.ref)
 
     def run(self, spec: RunSpec) -> tuple[str, RunState]:
         """Create a run and drive it to a terminal state."""
@@ -198,6 +219,17 @@ class _Driver:
         self.params = params
         self.run_id = run_id
         self.no_cache = no_cache
+        self.versions: dict[VersionRef, ArtifactRef] = (
+            {
+                VersionRef(v.kind, v.name, v.requested): v.ref
+                for v in coordinator.metadata.run_versions(run_id)
+            }
+            if self.graph.versions
+            else {}
+        )
+        self.waiting: dict[int, _Unit] = {}
+        self.gate_failures: set[str] = set()
+        self.failures: set[str] = set()
         self.batch = WriteBatch(at=0.0)
         self.to_submit: list[Invocation] = []
         self.flights: dict[str, _Flight] = {}
@@ -265,6 +297,8 @@ class _Driver:
                         self._on_finished(event.outcome)
                 if clock.monotonic() >= next_cancel_check:
                     next_cancel_check = clock.monotonic() + self.c.cancel_check_interval
+                    if self.waiting:
+                        self._poll_approvals()
                     if self.store.cancel_requested(self.run_id):
                         self._flush()
                         self._cancel("cancelled on request (lockgate cancel)")
@@ -272,12 +306,21 @@ class _Driver:
         except KeyboardInterrupt:
             self._cancel("cancelled by the user (Ctrl-C)")
             raise
-        final = (
-            RunState.SUCCEEDED
-            if all(v.state.done_ok for v in self.nodes.values())
-            else RunState.FAILED
-        )
-        self._set_run(final, error=None if final is RunState.SUCCEEDED else self.first_failure)
+        if self.waiting:
+            final = RunState.WAITING
+        elif all(v.state.done_ok for v in self.nodes.values()):
+            final = RunState.SUCCEEDED
+        elif self.failures and self.failures <= self.gate_failures:
+            final = RunState.GATE_FAILED
+        else:
+            final = RunState.FAILED
+        error = None
+        if final is RunState.WAITING:
+            nodes = ", ".join(sorted(u.node.id for u in self.waiting.values()))
+            error = f"waiting for approval at {nodes} (lockgate approve {self.run_id} NODE)"
+        elif final is not RunState.SUCCEEDED:
+            error = self.first_failure
+        self._set_run(final, error=error)
         return final
 
     def _maybe_flush(self) -> None:
@@ -356,7 +399,7 @@ class _Driver:
         self._flush()  # the upstream result that made this node ready commits first
         at = self.c.clock.now()
         try:
-            width = map_width(view.node, self._output_of, self.params)
+            width = map_width(view.node, self._output_of, self.params, self.versions)
         except MapWidthError as exc:
             self._fail_node(view, str(exc), at)
             return
@@ -381,6 +424,9 @@ class _Driver:
         The cache key is recorded with every attempt of a task with caching on,
         so later runs (and `lockgate explain`) can match against it.
         """
+        if unit.node.task.spec.system is not None:
+            self._run_system(unit)
+            return
         invocation = self._invocation(unit, attempt=unit.attempt + 1)
         policy = unit.node.task.spec.cache
         key = inputs = None
@@ -391,11 +437,63 @@ class _Driver:
                 not_before = None if policy.expire is None else self.c.clock.now() - policy.expire
                 hit = self.store.find_cached(key, not_before=not_before)
                 if hit is not None:
-                    self.batch.cached.append(CachedItem(unit.tr_id, hit, key, inputs))
+                    consumed = tuple(
+                        load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs))
+                    )
+                    self.batch.cached.append(CachedItem(unit.tr_id, hit, key, inputs, consumed))
                     unit.state, unit.output = TaskState.CACHED, hit.output
                     self._unit_done(unit, self.c.clock.now())
                     return
         self._queue(unit, invocation, key, inputs)
+
+    def _run_system(self, unit: _Unit) -> None:
+        """Decide a gate, register, promote or approval node here, in the coordinator."""
+        artifacts = self.c.artifacts
+        if artifacts is None:
+            raise RuntimeError("system nodes need Coordinator(artifacts=...)")
+        kind = unit.node.task.spec.system
+        assert kind is not None
+        self._flush()  # decisions read the registry: what upstream nodes wrote commits first
+        invocation = self._invocation(unit, attempt=unit.attempt + 1)
+        context = SystemContext(self.store, artifacts, self.run_id, self.graph.nodes)
+        result = RUNNERS[kind](context, unit.node, invocation, unit.tr_id)
+        if result.waiting:
+            if unit.state is not TaskState.WAITING:
+                message = invocation.args[0] if invocation.args else unit.node.id
+                self._set_unit(unit, TaskState.WAITING, f"waiting for approval: {message}")
+            self.waiting[unit.tr_id] = unit
+            return
+        self.waiting.pop(unit.tr_id, None)
+        # The queueing commits first: the attempt's start is fenced on it.
+        self.batch.queues.append(QueueItem(unit.tr_id, invocation.attempt))
+        unit.state, unit.attempt = TaskState.QUEUED, invocation.attempt
+        self._flush()
+        now = self.c.clock.now()
+        output = result.output
+        if result.error is None and output is None and result.small_output is not None:
+            output = artifacts.put(result.small_output, what=f"output of node {unit.node.id!r}")
+        self.batch.starts.append(StartItem(unit.tr_id, unit.attempt, now))
+        self.batch.gate_decisions.extend(result.decisions)
+        self.batch.registrations.extend(result.registrations)
+        self.batch.alias_moves.extend(result.alias_moves)
+        if result.gate_failed:
+            self.gate_failures.add(unit.node.id)
+        consumed = tuple(load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs)))
+        self.flights[invocation.key] = _Flight(unit, invocation, consumed)
+        self._on_finished(Outcome(invocation.key, now, now, output=output, error=result.error))
+
+    def _poll_approvals(self) -> None:
+        decided = {a.task_run_id for a in self.store.approvals(self.run_id)}
+        for tr_id in [tr for tr in self.waiting if tr in decided]:
+            self._run_system(self.waiting[tr_id])
+
+    def _set_unit(self, unit: _Unit, state: TaskState, reason: str) -> None:
+        self._flush()
+        self.store.set_task_state(
+            self.run_id, [unit.tr_id], state, self.c.clock.now(), reason=reason
+        )
+        unit.state = state
+        self._notify(unit, state, unit.attempt, reason)
 
     def _queue(
         self, unit: _Unit, invocation: Invocation, key: str | None, inputs: dict[str, Any] | None
@@ -409,9 +507,9 @@ class _Driver:
 
     def _invocation(self, unit: _Unit, attempt: int) -> Invocation:
         node = unit.node
-        args = resolve(node.args, self._output_of, self.params)
+        args = resolve(node.args, self._output_of, self.params, self.versions)
         if unit.index is not None:
-            first = map_item(node, unit.index, self._output_of, self.params)
+            first = map_item(node, unit.index, self._output_of, self.params, self.versions)
             args = (first, *args[1:])
         return Invocation(
             run_id=self.run_id,
@@ -422,7 +520,7 @@ class _Driver:
             attempt=attempt,
             task=node.task,
             args=tuple(args),
-            kwargs=resolve(dict(node.kwargs), self._output_of, self.params),
+            kwargs=resolve(dict(node.kwargs), self._output_of, self.params, self.versions),
             timeout=node.task.spec.timeout,
         )
 
@@ -474,6 +572,7 @@ class _Driver:
                 error=error,
                 retry_at=outcome.finished_at + decision.delay if retrying else None,
                 log=outcome.log,
+                named=outcome.named if outcome.ok else None,
             )
         )
         unit.state = decision.task_state
@@ -525,6 +624,7 @@ class _Driver:
         self._after_failure(view, reason, at)
 
     def _after_failure(self, view: _NodeView, reason: str, at: float) -> None:
+        self.failures.add(view.node.id)
         if self.first_failure is None:
             self.first_failure = reason
         doomed = [
@@ -591,5 +691,6 @@ class _Driver:
                 consumed=flight.consumed,
                 error=None if ok else outcome.error,
                 log=outcome.log,
+                named=outcome.named if ok else None,
             )
         )

@@ -13,6 +13,7 @@ from typing import Any
 
 from lockgate.model.graph import Node
 from lockgate.model.refs import NodeRef, ParamRef, Ref, substitute
+from lockgate.model.versions import VersionRef
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import Load
 
@@ -33,24 +34,44 @@ def _load(node_id: str, output: ArtifactRef | list[ArtifactRef]) -> Any:
     return Load(output, what=f"output of node {node_id!r}")
 
 
-def resolve(template: Any, outputs: Outputs, params: Mapping[str, Any]) -> Any:
+def resolve(
+    template: Any,
+    outputs: Outputs,
+    params: Mapping[str, Any],
+    versions: Mapping[VersionRef, ArtifactRef] | None = None,
+) -> Any:
     """Replace refs in `template` by `Load`s and parameter values."""
 
     def one(ref: Ref) -> Any:
         if isinstance(ref, NodeRef):
             return _load(ref.node, outputs(ref.node))
-        return params[ref.name]
+        if isinstance(ref, ParamRef):
+            return params[ref.name]
+        return Load((versions or {})[ref], what=str(ref))
 
     return substitute(template, one)
 
 
-def map_width(node: Node, outputs: Outputs, params: Mapping[str, Any]) -> int:
+def map_width(
+    node: Node,
+    outputs: Outputs,
+    params: Mapping[str, Any],
+    versions: Mapping[VersionRef, ArtifactRef] | None = None,
+) -> int:
     """How many items the map node `node` iterates over.
 
     Raises:
         MapWidthError: the items are not a list or tuple.
     """
     items = node.args[0]
+    if isinstance(items, VersionRef):
+        ref = (versions or {})[items]
+        if ref.length is None:
+            raise MapWidthError(
+                f"{node.task.name}.map() iterates over {items}, which is a {ref.type_name}, "
+                "not a list or tuple"
+            )
+        return ref.length
     if isinstance(items, NodeRef):
         output = outputs(items.node)
         if isinstance(output, list):
@@ -74,9 +95,17 @@ def map_width(node: Node, outputs: Outputs, params: Mapping[str, Any]) -> int:
     return len(items)
 
 
-def map_item(node: Node, index: int, outputs: Outputs, params: Mapping[str, Any]) -> Any:
+def map_item(
+    node: Node,
+    index: int,
+    outputs: Outputs,
+    params: Mapping[str, Any],
+    versions: Mapping[VersionRef, ArtifactRef] | None = None,
+) -> Any:
     """The first argument of item `index` of map node `node`."""
     items = node.args[0]
+    if isinstance(items, VersionRef):
+        return Load((versions or {})[items], index=index, what=f"item {index} of {items}")
     if isinstance(items, NodeRef):
         output = outputs(items.node)
         what = f"item {index} of the output of node {items.node!r}"
@@ -85,7 +114,7 @@ def map_item(node: Node, index: int, outputs: Outputs, params: Mapping[str, Any]
         return Load(output, index=index, what=what)
     if isinstance(items, ParamRef):
         return params[items.name][index]
-    return resolve(items[index], outputs, params)
+    return resolve(items[index], outputs, params, versions)
 
 
 def loads_in(value: Any) -> Iterator[Load]:

@@ -14,8 +14,9 @@ from typing import Any
 from lockgate import failpoints
 from lockgate.errors import ArtifactError, UnserializableOutputError
 from lockgate.model.context import TaskContext, enter, idempotency_key, leave
+from lockgate.model.versions import Named
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, Invocation, Load, Outcome
+from lockgate.ports.executor import ErrorInfo, Invocation, Load, NamedOutput, Outcome
 
 
 def _qualname(exc: BaseException) -> str:
@@ -81,6 +82,10 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
     finally:
         leave(token)
 
+    named = None
+    if isinstance(value, Named):
+        named = NamedOutput(value.kind, value.name, dict(value.metadata))
+        value = value.value
     try:
         ref = store.put(value, what=f"output of {where}")
     except UnserializableOutputError as exc:
@@ -91,4 +96,4 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
         )
     finished = time.time()
     timed_out = invocation.timeout is not None and finished - started > invocation.timeout
-    return Outcome(invocation.key, started, finished, output=ref, timed_out=timed_out)
+    return Outcome(invocation.key, started, finished, output=ref, timed_out=timed_out, named=named)

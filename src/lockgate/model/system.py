@@ -84,7 +84,7 @@ def gate(
         )
     if model is not None:
         check_name("model", model)
-    return _system_task("gate", _gate, name)(scores, dict(checks), model=model)
+    return _system_task("gate", _gate, name)(scores, checks=dict(checks), model=model)
 
 
 def _needs_pipeline(*_: Any, **__: Any) -> Any:

@@ -165,6 +165,7 @@ class EventRecord:
     map_index: int | None = None
     attempt: int | None = None
     payload: Mapping[str, Any] = field(default_factory=dict)
+    task_run_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ class LineageEdge:
     map_index: int | None
     sha256: str
     direction: Literal["consumed", "produced"]
+    task_run_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,7 @@ class CachedItem:
     hit: CacheHit
     cache_key: str
     cache_inputs: Mapping[str, Any]
+    consumed: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +512,14 @@ class MetadataStore(Protocol):
         """Every task run that produced or consumed the artifact."""
         ...
 
+    def task_run_edges(self, task_run_ids: Sequence[int]) -> list[LineageEdge]:
+        """Every lineage edge of these task runs."""
+        ...
+
+    def versions_of_artifact(self, sha256: str) -> list[VersionRecord]:
+        """The named versions whose content is this artifact."""
+        ...
+
     def find_cached(self, cache_key: str, *, not_before: float | None) -> CacheHit | None:
         """The newest committed result with this cache key finished at or after `not_before`."""
         ...
@@ -531,6 +542,10 @@ class MetadataStore(Protocol):
         self, kind: str, name: str | None = None, *, limit: int = 100
     ) -> list[VersionRecord]:
         """Versions of `kind` (of one name, or of all), newest first."""
+        ...
+
+    def alias_version(self, kind: str, name: str, alias: str) -> VersionRecord | None:
+        """The version alias `alias` of kind:name points at, or None."""
         ...
 
     def run_versions(self, run_id: str) -> list[ResolvedVersion]:

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lockgate.engine.listener import RunListener
-from lockgate.errors import LockgateError, RunStateError
+from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import RunState, TaskState, Trigger
-from lockgate.ports.metadata import RunRecord
+from lockgate.ports.metadata import Approval, RunRecord
 from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.loader import load_pipeline
 from lockgate.service.runs import RunResult, coordinator, read_run
@@ -191,3 +191,62 @@ def resume(
 def cancel(run_id: str, *, workspace: Workspace | None = None) -> RunRecord:
     """Cancel a run from Python (see `lockgate cancel`)."""
     return cancel_run(workspace or Workspace(), run_id, by=Trigger.PYTHON)
+
+
+def decide_approval(
+    workspace: Workspace,
+    run_id: str,
+    node: str,
+    *,
+    approve: bool,
+    by: str,
+    reason: str | None = None,
+    proceed: bool = True,
+    executor: str = DEFAULT_EXECUTOR,
+    workers: int | None = None,
+    listener: RunListener | None = None,
+) -> RunRecord | RunResult:
+    """Approve or reject the approval node `node` of a run, then let the run go on.
+
+    A run that stopped to wait (status `waiting`) is resumed here unless
+    `proceed` is False; a run still driven by a live coordinator picks the
+    decision up within a second.
+
+    Raises:
+        NodeNotFoundError: the run has no such node, or it is not an approval.
+        RunStateError: the node is not waiting, was already decided, or `by` is
+            not one of its approvers.
+    """
+    store = workspace.metadata
+    run = store.get_run(run_id)
+    graph = {n["id"]: n for n in store.run_graph(run.id)["nodes"]}
+    spec = graph.get(node)
+    if spec is None or not str(spec["task_version"]).startswith("lockgate.approval/"):
+        approvals = sorted(
+            n for n, s in graph.items() if str(s["task_version"]).startswith("lockgate.approval/")
+        )
+        raise NodeNotFoundError(
+            f"run {run.id} has no approval node {node!r}; its approval nodes: "
+            f"{', '.join(approvals) or 'none'}"
+        )
+    record = next(r for r in store.task_runs(run.id) if r.node_id == node and r.map_index is None)
+    if record.state is not TaskState.WAITING:
+        raise RunStateError(
+            f"node {node!r} of run {run.id} is {record.state.value}, not waiting for approval"
+        )
+    approvers = spec["kwargs"].get("approvers")
+    if approvers and by not in approvers:
+        raise RunStateError(
+            f"{by!r} may not decide {node!r}: its approvers are {', '.join(approvers)} "
+            "(pass --as NAME)"
+        )
+    store.record_approval(
+        Approval(
+            run.id, record.id, node, "approved" if approve else "rejected", by, reason, time.time()
+        )
+    )
+    if proceed and store.get_run(run.id).status is RunState.WAITING:
+        return resume_run(
+            workspace, run.id, by=Trigger.CLI, executor=executor, workers=workers, listener=listener
+        )
+    return store.get_run(run.id)

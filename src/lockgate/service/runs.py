@@ -204,6 +204,7 @@ def coordinator(
         executor,
         listener=listener,
         heartbeat_interval=workspace.settings.heartbeat_interval,
+        artifacts=workspace.artifacts,
     )
 
 

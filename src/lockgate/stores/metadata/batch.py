@@ -209,6 +209,9 @@ def _cached(
     )
     if changed != 1:
         raise Fenced(f"task run {item.task_run_id} is no longer pending")
+    edges.extend(
+        _edge(run_id, item.task_run_id, sha, "consumed") for sha in dict.fromkeys(item.consumed)
+    )
     edges.append(_edge(run_id, item.task_run_id, hit.output.sha256, "produced"))
     payload = {
         "output": hit.output.uri,

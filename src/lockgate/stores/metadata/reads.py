@@ -7,7 +7,7 @@ WAL mode); nothing here writes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,6 +30,8 @@ from lockgate.ports.metadata import (
 )
 from lockgate.stores.metadata import connect, records, registry
 from lockgate.stores.metadata.schema import (
+    aliases,
+    artifact_versions,
     artifacts,
     attempts,
     events,
@@ -166,6 +168,7 @@ class Reads:
                     map_index=records.map_index_of(row.map_index),
                     attempt=row.attempt,
                     payload=row.payload or {},
+                    task_run_id=row.task_run_id,
                 )
                 for row in conn.execute(query)
             ]
@@ -230,12 +233,11 @@ class Reads:
         with self._read() as conn:
             return [records.task_run_record(row) for row in conn.execute(query)]
 
-    def lineage(self, sha256: str) -> list[LineageEdge]:
-        """Every task run that produced or consumed the artifact."""
+    def _edges(self, condition: Any) -> list[LineageEdge]:
         query = (
             sa.select(lineage_edges, task_runs.c.node_id, task_runs.c.map_index)
             .join(task_runs, lineage_edges.c.task_run_id == task_runs.c.id)
-            .where(lineage_edges.c.sha256 == sha256)
+            .where(condition)
             .order_by(lineage_edges.c.id)
         )
         with self._read() as conn:
@@ -246,9 +248,31 @@ class Reads:
                     map_index=records.map_index_of(row.map_index),
                     sha256=row.sha256,
                     direction=row.direction,
+                    task_run_id=row.task_run_id,
                 )
                 for row in conn.execute(query)
             ]
+
+    def lineage(self, sha256: str) -> list[LineageEdge]:
+        """Every task run that produced or consumed the artifact."""
+        return self._edges(lineage_edges.c.sha256 == sha256)
+
+    def task_run_edges(self, task_run_ids: Sequence[int]) -> list[LineageEdge]:
+        """Every lineage edge of these task runs."""
+        if not task_run_ids:
+            return []
+        return self._edges(lineage_edges.c.task_run_id.in_(list(task_run_ids)))
+
+    def versions_of_artifact(self, sha256: str) -> list[VersionRecord]:
+        """The named versions whose content is this artifact."""
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(artifact_versions.c.kind, artifact_versions.c.name).where(
+                    artifact_versions.c.sha256 == sha256
+                )
+            ).all()
+            found = [registry.version_of(conn, row.kind, row.name, sha256) for row in rows]
+        return [v for v in found if v is not None]
 
     # --- named versions, registry, gates, approvals --------------------------
 
@@ -268,6 +292,16 @@ class Reads:
         """Versions newest first."""
         with self._read() as conn:
             return registry.list_versions(conn, kind, name, limit)
+
+    def alias_version(self, kind: str, name: str, alias: str) -> VersionRecord | None:
+        """The version the alias points at, or None."""
+        with self._read() as conn:
+            version = conn.execute(
+                sa.select(aliases.c.version).where(
+                    aliases.c.kind == kind, aliases.c.name == name, aliases.c.alias == alias
+                )
+            ).scalar()
+            return None if version is None else registry.resolve(conn, kind, name, version)
 
     def run_versions(self, run_id: str) -> list[ResolvedVersion]:
         """The named versions resolved for the run."""

@@ -152,7 +152,11 @@ class Statements:
             task_runs.update()
             .where(
                 _tr.id == sa.bindparam("tr"),
-                sa.or_(_tr.state == TaskState.PENDING.value, _tr.state == TaskState.RETRYING.value),
+                sa.or_(
+                    _tr.state == TaskState.PENDING.value,
+                    _tr.state == TaskState.RETRYING.value,
+                    _tr.state == TaskState.WAITING.value,
+                ),
             )
             .values(
                 state=TaskState.QUEUED.value,
