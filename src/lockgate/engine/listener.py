@@ -42,3 +42,21 @@ class NullListener:
 
     def on_task(self, **_: Any) -> None:
         """Ignore."""
+
+
+class Listeners:
+    """Several listeners as one: each hears every change, in order."""
+
+    def __init__(self, *listeners: RunListener | None) -> None:
+        """Combine `listeners` (None entries are dropped)."""
+        self.listeners = [listener for listener in listeners if listener is not None]
+
+    def on_run(self, **kwargs: Any) -> None:
+        """Pass the run's change to every listener."""
+        for listener in self.listeners:
+            listener.on_run(**kwargs)
+
+    def on_task(self, **kwargs: Any) -> None:
+        """Pass the task's change to every listener."""
+        for listener in self.listeners:
+            listener.on_task(**kwargs)
