@@ -26,8 +26,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	cd examples/quickstart && ../../$(BIN)/lockgate run pipelines.py:nightly
-	cd examples/quickstart && ../../$(BIN)/lockgate runs --limit 3
-	@echo "Inspect a run with: cd examples/quickstart && ../../$(BIN)/lockgate show RUN_ID"
+	cd examples/quickstart && ../../$(BIN)/lockgate models list breast-cancer-clf
+	cd examples/quickstart && ../../$(BIN)/lockgate record latest -o .lockgate/records/latest.md
+	@echo "Next: cd examples/quickstart; ../../$(BIN)/lockgate show latest; ../../$(BIN)/lockgate lineage model:breast-cancer-clf"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples

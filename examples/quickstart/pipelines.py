@@ -1,9 +1,15 @@
-"""Quickstart: a five-step ML pipeline on scikit-learn's bundled breast-cancer data.
+"""Quickstart: an ML pipeline on scikit-learn's bundled breast-cancer data.
 
-    ingest -> featurize -> train -> evaluate -> report
+    ingest -> featurize -> train -> evaluate -> gate -> register -> promote
+                                             \-> report
 
-Run it with `lockgate run pipelines.py:nightly -p day=2026-11-24` (or `make demo`
-from the repository root). Nothing is downloaded: the data ships with scikit-learn.
+ingest stores the day's snapshot as a dataset version; the gate lets the model
+through only if it is accurate enough and no worse than the model in production;
+register records it in the model registry with its scores; promote moves the
+`production` alias to it. Run it with `lockgate run pipelines.py:nightly -p
+day=2026-11-24` (or `make demo` from the repository root), then read the run's
+reliability record with `lockgate record latest`. Nothing is downloaded: the data
+ships with scikit-learn.
 """
 
 from __future__ import annotations
@@ -20,15 +26,15 @@ def _seed(day: str) -> int:
 
 
 @lg.task(retries=2, retry_delay=0.5)
-def ingest(day: str) -> np.ndarray:
-    """Load the day's snapshot: features and label in one array (label last)."""
+def ingest(day: str) -> lg.Dataset:
+    """Load the day's snapshot, features and label in one array (label last), as a version."""
     from sklearn.datasets import load_breast_cancer
 
     data = load_breast_cancer()
     table = np.column_stack([data.data, data.target]).astype(np.float64)
     rng = np.random.default_rng(_seed(day))
     lg.current().logger.info("ingested %d rows for %s", len(table), day)
-    return table[rng.permutation(len(table))]
+    return lg.Dataset("breast-cancer", table[rng.permutation(len(table))], metadata={"day": day})
 
 
 @lg.task
@@ -74,9 +80,16 @@ def report(metrics: dict, day: str) -> str:
 
 @lg.pipeline
 def nightly(day: str = "2026-11-25", c: float = 1.0, holdout: float = 0.25):
-    """Ingest, featurize, train, evaluate and report."""
+    """Ingest, featurize, train, evaluate; ship the model only through the gate."""
     table = ingest(day)
     features = featurize(table, holdout)
     model = train(features, c=c)
     metrics = evaluate(model, features)
+    checked = lg.gate(
+        metrics,
+        {"accuracy": ">= 0.9", "roc_auc": ">= production - 0.02"},
+        model="breast-cancer-clf",
+    )
+    registered = lg.register(model, name="breast-cancer-clf", scores=checked)
+    lg.promote(registered, name="breast-cancer-clf", alias="production")
     return report(metrics, day)

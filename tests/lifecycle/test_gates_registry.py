@@ -26,8 +26,9 @@ def score(model: dict) -> dict:
 @lg.pipeline
 def ship():
     model = train()
-    checked = lg.gate(score(model), {"accuracy": ">= 0.9", "auc": ">= production - 0.05"},
-                      model="support-bot")
+    checked = lg.gate(
+        score(model), {"accuracy": ">= 0.9", "auc": ">= production - 0.05"}, model="support-bot"
+    )
     registered = lg.register(model, name="support-bot", scores=checked)
     return lg.promote(registered, name="support-bot", alias="production")
 
@@ -72,7 +73,9 @@ def test_a_failed_gate_stops_registration_and_promotion(workspace):
     assert "accuracy 0.81 fails >= 0.9" in result.record.error
     assert workspace.metadata.list_versions("model") == []
     assert production(workspace) is None
-    failed = [e for e in workspace.metadata.events(result.run_id) if e.kind is EventKind.GATE_FAILED]
+    failed = [
+        e for e in workspace.metadata.events(result.run_id) if e.kind is EventKind.GATE_FAILED
+    ]
     assert failed[0].payload["checks"][0]["passed"] is False
 
 
@@ -137,8 +140,15 @@ def test_promotion_needs_a_passing_gate_unless_forced_and_rollback_restores(work
     assert production(workspace).version == 1  # nothing moved
     with pytest.raises(UsageError, match="--force needs --reason"):
         registry.promote(workspace, "support-bot", 2, "production", force=True)
-    previous = registry.promote(workspace, "support-bot", 2, "production", force=True,
-                                reason="hotfix approved by on-call", actor="cli:alice")
+    previous = registry.promote(
+        workspace,
+        "support-bot",
+        2,
+        "production",
+        force=True,
+        reason="hotfix approved by on-call",
+        actor="cli:alice",
+    )
     assert previous == 1 and production(workspace).version == 2
     forced = workspace.metadata.alias_events("model", "support-bot")[-1]
     assert forced.forced and forced.reason == "hotfix approved by on-call"
@@ -146,7 +156,9 @@ def test_promotion_needs_a_passing_gate_unless_forced_and_rollback_restores(work
     assert (was, now) == (2, 1) and production(workspace).version == 1
     log = workspace.metadata.alias_events("model", "support-bot", "production")
     assert [(e.action, e.version, e.previous_version) for e in log] == [
-        ("promote", 1, None), ("promote", 2, 1), ("rollback", 1, 2)
+        ("promote", 1, None),
+        ("promote", 2, 1),
+        ("rollback", 1, 2),
     ]
     with pytest.raises(RegistryError, match="has no version 7"):
         registry.promote(workspace, "support-bot", 7, "production")
@@ -187,21 +199,38 @@ def test_an_approval_pauses_the_run_until_someone_decides(workspace):
         decide_approval(workspace, waiting.run_id, "approval", approve=True, by="mallory")
     with pytest.raises(lg.errors.NodeNotFoundError, match="approval nodes: approval"):
         decide_approval(workspace, waiting.run_id, "train", approve=True, by="alice")
-    done = decide_approval(workspace, waiting.run_id, "approval", approve=True, by="alice",
-                           reason="eval looks good", executor="inline")
+    done = decide_approval(
+        workspace,
+        waiting.run_id,
+        "approval",
+        approve=True,
+        by="alice",
+        reason="eval looks good",
+        executor="inline",
+    )
     assert done.ok and done.run_id == waiting.run_id
     assert production(workspace).version == 1
     (decision,) = workspace.metadata.approvals(waiting.run_id)
-    assert (decision.decision, decision.by, decision.reason) == ("approved", "alice",
-                                                                  "eval looks good")
+    assert (decision.decision, decision.by, decision.reason) == (
+        "approved",
+        "alice",
+        "eval looks good",
+    )
     with pytest.raises(RunStateError, match="not waiting"):
         decide_approval(workspace, waiting.run_id, "approval", approve=False, by="alice")
 
 
 def test_a_rejection_fails_the_node_and_skips_promotion(workspace):
     waiting = run(workspace, reviewed)
-    done = decide_approval(workspace, waiting.run_id, "approval", approve=False, by="alice",
-                           reason="not during the freeze", executor="inline")
+    done = decide_approval(
+        workspace,
+        waiting.run_id,
+        "approval",
+        approve=False,
+        by="alice",
+        reason="not during the freeze",
+        executor="inline",
+    )
     assert done.status is RunState.FAILED
     assert "rejected by alice: not during the freeze" in done.record.error
     assert done.nodes["promote"].state is TaskState.SKIPPED

@@ -57,8 +57,9 @@ def test_same_content_is_one_version_across_reruns_and_retries(workspace):
     assert [v.version for v in versions] == [1]
     assert versions[0].metadata == {"source": "test"}
     assert versions[0].run_id == first.run_id and versions[0].node_id == "ingest"
-    events = [e for e in workspace.metadata.events(first.run_id)
-              if e.kind is EventKind.VERSION_CREATED]
+    events = [
+        e for e in workspace.metadata.events(first.run_id) if e.kind is EventKind.VERSION_CREATED
+    ]
     assert [e.payload["created"] for e in events] == [True]
     state["rows"] = [4, 5]
     run(workspace, produce)
@@ -79,9 +80,16 @@ def test_refs_resolve_at_run_start_and_are_recorded(workspace):
     assert latest.output() == 30 and first.output() == 6
     (resolved,) = workspace.metadata.run_versions(latest.run_id)
     assert (resolved.kind, resolved.name, resolved.requested, resolved.version) == (
-        "dataset", "transcripts", None, 2)
-    consumers = {e.run_id for e in workspace.metadata.lineage(resolved.ref.sha256)
-                 if e.direction == "consumed"}
+        "dataset",
+        "transcripts",
+        None,
+        2,
+    )
+    consumers = {
+        e.run_id
+        for e in workspace.metadata.lineage(resolved.ref.sha256)
+        if e.direction == "consumed"
+    }
     assert latest.run_id in consumers and first.run_id not in consumers
 
 

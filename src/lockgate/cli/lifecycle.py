@@ -55,20 +55,17 @@ def _versions_group(kind: str) -> click.Group:
             _console().print(f"no {kind} versions yet", style="dim")
             return
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in ("version", "aliases", "created", "run", "node", "sha256", "type"):
+        columns = ["version", "aliases", "created", "run", "sha256"]
+        if kind == "model":
+            columns.insert(2, "gate")
+        for column in columns:
             table.add_column(column, no_wrap=True)
         for v in found:
-            view = registry.version_view(v)
-            gate = "" if kind != "model" else (" (gated)" if v.gated else " (no gate)")
-            table.add_row(
-                v.label + gate,
-                ", ".join(v.aliases),
-                view["created_at"][:19],
-                v.run_id or "",
-                v.node_id or "",
-                v.ref.sha256[:12],
-                v.ref.type_name,
-            )
+            created = registry.version_view(v)["created_at"][:19].replace("T", " ")
+            row = [v.label, ", ".join(v.aliases), created, v.run_id or "", v.ref.sha256[:12]]
+            if kind == "model":
+                row.insert(2, "passed" if v.gated else "none")
+            table.add_row(*row)
         _console().print(table)
 
     @group.command("show")

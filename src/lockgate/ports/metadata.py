@@ -467,7 +467,7 @@ class MetadataStore(Protocol):
     # --- reads --------------------------------------------------------------
 
     def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id (or unique id prefix).
+        """The run with this id (or unique id prefix; `latest` names the newest run).
 
         Raises:
             RunNotFoundError: no run matches.

@@ -135,6 +135,8 @@ class MetadataStoreContract:
             store.get_run("r-nope")
         with pytest.raises(RunNotFoundError):
             store.get_run("r-20261126-%")
+        store.create_run(replace(new_run("r-20261126-zzz"), created_at=T0 + 5))
+        assert store.get_run("latest").id == "r-20261126-zzz"
 
     def test_successful_attempt_commits_output_lineage_and_events(
         self, store: MetadataStore

@@ -144,7 +144,10 @@ def _finishes(
         if result.retry_at is not None:
             payload["retry_at"] = result.retry_at
         if output is not None:
-            edges.append(_edge(run_id, result.task_run_id, output.sha256, "produced"))
+            # A node that passes an input on unchanged (a gate, register, an
+            # identity task) did not produce it: lineage keeps the real producer.
+            if output.sha256 not in result.consumed:
+                edges.append(_edge(run_id, result.task_run_id, output.sha256, "produced"))
             payload["output"] = output.uri
             if result.named is not None:
                 named = result.named

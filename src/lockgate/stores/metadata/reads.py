@@ -65,8 +65,14 @@ class Reads:
         )
 
     def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id or unique id prefix."""
+        """The run with this id or unique id prefix; `latest` is the newest run."""
         with self._read() as conn:
+            if run_id == "latest":
+                query = self._runs_query().order_by(runs.c.created_at.desc(), runs.c.id.desc())
+                row = conn.execute(query.limit(1)).first()
+                if row is None:
+                    raise RunNotFoundError("there are no runs yet, so no 'latest' run")
+                return records.run_record(row)
             row = conn.execute(self._runs_query().where(runs.c.id == run_id)).first()
             if row is None and run_id:
                 pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
