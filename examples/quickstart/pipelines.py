@@ -1,7 +1,7 @@
 """Quickstart: an ML pipeline on scikit-learn's bundled breast-cancer data.
 
     ingest -> featurize -> train -> evaluate -> gate -> register -> promote
-                                             \-> report
+                                         evaluate -> report
 
 ingest stores the day's snapshot as a dataset version; the gate lets the model
 through only if it is accurate enough and no worse than the model in production;

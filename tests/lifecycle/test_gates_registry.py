@@ -84,7 +84,7 @@ def test_relative_thresholds_compare_with_the_alias_version(workspace):
     quality.update(auc=0.8, weights=[3.0])  # worse than production by more than 0.05
     worse = run(workspace)
     assert worse.status is RunState.GATE_FAILED
-    auc = [d for d in workspace.metadata.gate_decisions(worse.run_id) if d.metric == "auc"][0]
+    auc = next(d for d in workspace.metadata.gate_decisions(worse.run_id) if d.metric == "auc")
     assert (auc.baseline_alias, auc.baseline_version, auc.baseline_value) == ("production", 1, 0.9)
     assert auc.threshold == pytest.approx(0.85) and not auc.passed
     quality.update(auc=0.88, weights=[4.0])  # within 0.05 of production
@@ -117,7 +117,7 @@ def test_malformed_gates_are_definition_errors():
             return lg.gate(score(train()), {"accuracy": ">= production"})
 
         _ = p.graph
-    with pytest.raises(lg.errors.GateError, match="accuracy 0.5 fails >= 0.9"):
+    with pytest.raises(lg.errors.GateError, match=r"accuracy 0\.5 fails >= 0\.9"):
         lg.gate({"accuracy": 0.5}, {"accuracy": ">= 0.9"})
     assert lg.gate({"metrics": {"accuracy": 0.95}}, {"accuracy": 0.9}) == {
         "metrics": {"accuracy": 0.95}

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import lockgate as lg
 from lockgate.service import lineage
 from lockgate.service.compose import Workspace
 from lockgate.service.config import Settings
