@@ -1,7 +1,7 @@
 """Quickstart: an ML pipeline on scikit-learn's bundled breast-cancer data.
 
-    ingest -> featurize -> train -> evaluate -> gate -> register -> promote
-                                         evaluate -> report
+    ingest -> featurize -> train -> predict -> evaluate -> gate -> register -> promote
+                                                         evaluate -> report
 
 ingest stores the day's snapshot as a dataset version; the gate lets the model
 through only if it is accurate enough and no worse than the model in production;
@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 
 import lockgate as lg
+from lockgate import evals
 
 
 def _seed(day: str) -> int:
@@ -57,24 +58,22 @@ def train(features: dict, c: float):
 
 
 @lg.task
-def evaluate(model, features: dict) -> dict:
-    """Score the model on the holdout set."""
-    from sklearn.metrics import accuracy_score, roc_auc_score
-
+def predict(model, features: dict) -> list:
+    """One row per holdout example: label, predicted class, predicted probability."""
     proba = model.predict_proba(features["x_test"])[:, 1]
-    return {
-        "accuracy": float(accuracy_score(features["y_test"], proba >= 0.5)),
-        "roc_auc": float(roc_auc_score(features["y_test"], proba)),
-        "holdout_rows": len(features["y_test"]),
-    }
+    return [
+        {"label": int(label), "prediction": int(p >= 0.5), "score": float(p)}
+        for label, p in zip(features["y_test"], proba, strict=True)
+    ]
 
 
 @lg.task
-def report(metrics: dict, day: str) -> str:
+def report(scores: dict, day: str) -> str:
     """A one-paragraph summary for the team channel."""
+    metrics = scores["metrics"]
     return (
         f"nightly model for {day}: accuracy {metrics['accuracy']:.3f}, "
-        f"ROC AUC {metrics['roc_auc']:.3f} on {metrics['holdout_rows']} holdout rows"
+        f"ROC AUC {metrics['roc_auc']:.3f} on {scores['n']} holdout rows"
     )
 
 
@@ -84,12 +83,12 @@ def nightly(day: str = "2026-11-25", c: float = 1.0, holdout: float = 0.25):
     table = ingest(day)
     features = featurize(table, holdout)
     model = train(features, c=c)
-    metrics = evaluate(model, features)
+    scores = lg.evaluate(predict(model, features), [evals.Accuracy(), evals.RocAuc()])
     checked = lg.gate(
-        metrics,
+        scores,
         {"accuracy": ">= 0.9", "roc_auc": ">= production - 0.02"},
         model="breast-cancer-clf",
     )
     registered = lg.register(model, name="breast-cancer-clf", scores=checked)
     lg.promote(registered, name="breast-cancer-clf", alias="production")
-    return report(metrics, day)
+    return report(scores, day)

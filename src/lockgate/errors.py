@@ -35,6 +35,7 @@ place without a lookup table.
     ├── ExecutionError                  exit 1: a run did not succeed
     │   ├── TaskFailedError             user code raised; keeps the original traceback text
     │   └── RunFailedError
+    ├── EvaluationError                 exit 2: an evaluator cannot score its rows
     ├── GateError                       exit 3: an evaluation gate did not pass
     └── RegistryError                   exit 2: a registry operation is not allowed
 """
@@ -50,6 +51,7 @@ __all__ = [
     "CycleError",
     "DefinitionError",
     "DuplicatePipelineError",
+    "EvaluationError",
     "ExecutionError",
     "FencedError",
     "GateError",
@@ -248,5 +250,14 @@ class GateError(LockgateError):
 
 class RegistryError(LockgateError):
     """A registry operation is not allowed: unknown model or version, ungated promotion."""
+
+    exit_code = 2
+
+
+class EvaluationError(LockgateError, ValueError):
+    """An evaluator is misconfigured, or cannot score the rows it was given.
+
+    The message names the evaluator, the column or value at fault and the fix.
+    """
 
     exit_code = 2

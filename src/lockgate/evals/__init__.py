@@ -19,7 +19,8 @@ it stays fast and works on a base install.
 
 from __future__ import annotations
 
-from lockgate.evals.base import EvaluationError, Evaluator, Score, from_spec
+from lockgate.errors import EvaluationError
+from lockgate.evals.base import Evaluator, Score, from_spec
 from lockgate.evals.llm import ContextRelevance, Groundedness, TaskCompletion
 from lockgate.evals.metrics import F1, Accuracy, Rmse, RocAuc
 from lockgate.evals.runner import evaluate

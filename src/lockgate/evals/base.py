@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from lockgate.errors import LockgateError
+from lockgate.errors import EvaluationError
 
 # How many rows of per-row details one Score keeps (the worst ones).
 ROW_DETAILS_LIMIT = 50
@@ -50,15 +50,6 @@ BUILTINS: dict[str, str] = {
 }
 
 _METRIC_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
-
-
-class EvaluationError(LockgateError, ValueError):
-    """An evaluator is misconfigured, or cannot score the rows it was given.
-
-    The message names the evaluator, the column or value at fault and the fix.
-    """
-
-    exit_code = 2
 
 
 @dataclass(frozen=True, slots=True)

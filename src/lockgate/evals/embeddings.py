@@ -31,8 +31,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from lockgate.errors import LockgateWarning
-from lockgate.evals.base import EvaluationError
+from lockgate.errors import EvaluationError, LockgateWarning
 from lockgate.evals.text import lexical_matrix
 
 if TYPE_CHECKING:

@@ -11,9 +11,22 @@ embeddings, or the lexical-overlap fallback); every Score says which in
 `threshold=None` (the default) picks the calibrated default of the method in
 use, `DEFAULT_THRESHOLDS`, because cosines of embeddings and of word counts
 live on different scales. The defaults were calibrated on hand-written
-support-desk examples (tests/evals/test_llm.py) so that an answer copied or
-closely paraphrased from the context passes and an unrelated or invented one
-fails, with both methods.
+support-desk examples (tests/evals/test_llm_evaluators.py) so that an answer
+copied from the context passes and an unrelated or invented one fails, with
+both methods (with embeddings, close paraphrases pass too). Measured on those
+examples with the embeddings: copied 1.0, paraphrased 0.74-0.91, invented
+on-topic claims 0.46-0.63, unrelated below 0.15 (groundedness 0.7); relevant
+passages 0.66-0.83, off-topic ones below 0.15 (context relevance 0.4); correct
+paraphrased answers 0.77-0.90 against the reference, wrong ones 0.37-0.71
+(task completion 0.75). With word counts: copied 1.0, invented 0-0.45,
+unrelated 0 (0.5); relevant 0.21-0.6, off-topic 0 (0.15); wrong answers at
+most 0.35 (0.5).
+
+Known limits, by design of similarity scoring: a sentence that contradicts
+the context with the same words ("not refundable" against "refundable", 60
+days against 30) looks supported to both methods; and pleasantries ("Hope
+this helps!") count as unsupported sentences. The lexical fallback also
+misses most paraphrases.
 
 Per-row details keep the worst `ROW_DETAILS_LIMIT` rows (lowest value first)
 with at most 5 offending sentences or passages each, cut to 200 characters, so
@@ -27,8 +40,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.errors import EvaluationError
 from lockgate.evals.base import (
-    EvaluationError,
     Score,
     check_name,
     column,

@@ -19,8 +19,8 @@ from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lockgate.errors import EvaluationError
 from lockgate.evals.base import (
-    EvaluationError,
     Score,
     check_name,
     column,

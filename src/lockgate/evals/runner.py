@@ -18,7 +18,7 @@ The scores (plain JSON data):
       },
       "details": {                                             # per metric, all rows
         "accuracy": {"correct": 109},
-        "groundedness": {"method": "embeddings:all-MiniLM-L6-v2", "threshold": 0.6,
+        "groundedness": {"method": "embeddings:all-MiniLM-L6-v2", "threshold": 0.7,
                          "rows": [{"row": 17, "value": 0.5, "unsupported": [...]}, ...]}
       },
       "evaluators": [{"type": "accuracy", "params": {...}}, ...]
@@ -27,9 +27,10 @@ The scores (plain JSON data):
 Invariants: metric names are unique within one call; every metric value is
 a finite float (an evaluator that cannot compute one raises, naming the
 cohort); cohorts are keyed by the `by` column's value as a str (JSON
-spelling for non-strs: `null`, `true`, `3`) in sorted order; details keep at
-most `ROW_DETAILS_LIMIT` rows per metric and only for the whole set, so the
-scores stay small.
+spelling for non-strs: `null`, `true`, `3`; a pandas NaN is `null`) in sorted
+order; details are kept only for the whole set, with at most
+`ROW_DETAILS_LIMIT` rows per metric (`"row"` is the row's position in the
+dataset), so the scores stay small.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lockgate.errors import EvaluationError
 from lockgate.evals.base import (
     ROW_DETAILS_LIMIT,
-    EvaluationError,
     Evaluator,
     Score,
     check_spec,
