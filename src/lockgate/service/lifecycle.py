@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lockgate.engine.listener import RunListener
+from lockgate.engine.listener import Listeners, RunListener
 from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.metadata import Approval, RunRecord
 from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.loader import load_pipeline
+from lockgate.service.openlineage import OpenLineageEmitter
+from lockgate.service.project import load as load_project
 from lockgate.service.runs import RunResult, coordinator, read_run
 
 
@@ -71,6 +73,10 @@ def resume_run(
         RunStateError: the run succeeded, is still driven by a live coordinator,
             or its code changed since it ran.
     """
+    project = load_project()
+    if project.openlineage.enabled:
+        emitter = OpenLineageEmitter(workspace.metadata, project.openlineage, config=project.path)
+        listener = Listeners(listener, emitter)
     record = workspace.metadata.get_run(run_id)
     target = _pipeline_for(record, pipeline)
     params = target.params_from_json(record.params)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.engine.coordinator import Coordinator, RunSpec
-from lockgate.engine.listener import RunListener
+from lockgate.engine.listener import Listeners, RunListener
 from lockgate.errors import NodeNotFoundError, RunFailedError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.refs import NodeRef, ParamRef, Ref, decode, substitute
@@ -20,6 +20,8 @@ from lockgate.ports.metadata import AttemptRecord, RunRecord, TaskRunRecord
 from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.gitinfo import git_state
 from lockgate.service.loader import LOADED_BY_PATH
+from lockgate.service.openlineage import OpenLineageEmitter
+from lockgate.service.project import load as load_project
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +227,10 @@ def start_run(
     The Git commit of the file that defines the pipeline, and how to load the
     pipeline again (for resume), are recorded with the run.
     """
+    project = load_project()
+    if project.openlineage.enabled:
+        emitter = OpenLineageEmitter(workspace.metadata, project.openlineage, config=project.path)
+        listener = Listeners(listener, emitter)
     try:
         source = inspect.getsourcefile(pipeline.fn)
     except TypeError:

@@ -337,11 +337,10 @@ class Reads:
             head = conn.execute(
                 sa.select(runs.c.events_head, runs.c.event_count).where(runs.c.id == run_id)
             ).first()
-            hashes = dict(
-                conn.execute(sa.select(events.c.id, events.c.hash).where(events.c.run_id == run_id))
-                .tuples()
-                .all()
-            )
+            rows = conn.execute(
+                sa.select(events.c.id, events.c.hash).where(events.c.run_id == run_id)
+            ).all()
+            hashes = {row.id: row.hash for row in rows}
         found = self.events(run_id)
         return (
             [(event, hashes.get(event.id)) for event in found],
