@@ -1,36 +1,43 @@
 """OpenLineage events for runs and task runs: the listener behind `[openlineage]`.
 
-`OpenLineageEmitter` is a `RunListener`. It turns the committed state changes
-of one run into standard OpenLineage `RunEvent`s, built with the
-openlineage-python client's classes and sent through the client's own
-transports (console, file as NDJSON, http). It is constructed only when
-`lockgate.toml` turns a transport on, and imports openlineage only then.
+`OpenLineageEmitter` is a `RunListener`: it turns the committed state changes
+of a run into OpenLineage `RunEvent`s built with openlineage-python's classes
+(`event_v2`, `facet_v2`) and sent by `OpenLineageClient` through its own
+transports (console: INFO log lines on stderr; file: NDJSON appended, one
+event per line; http: POST with an optional API key, 5 s timeout, 2 retries).
+`start_run` and `resume_run` build one per drive, only when lockgate.toml
+turns a transport on; openlineage is imported only then.
 
 Mapping (the contract with lineage consumers; see docs/lineage.md):
 
 - A *drive* of a lockgate run (the first run, or one resume) is one
-  OpenLineage run of job `<pipeline>`; an *attempt* of a task run is one
-  OpenLineage run of job `<pipeline>.<node>` (`<pipeline>.<node>[<i>]` for a
-  map item) whose `parent` facet names its drive. Run ids are uuid5 of the
-  lockgate ids (`run_uuid`, `attempt_uuid`, `node_uuid`), so anyone can
-  derive them again.
-- Run states: succeeded/cached → COMPLETE; failed/gate_failed → FAIL with the
+  OpenLineage run of job `<pipeline>`; an *attempt* of a task run is one of
+  job `<pipeline>.<node>` (`<pipeline>.<node>[<i>]` for a map item) whose
+  `parent` facet names its drive. Run ids are uuid5 of lockgate ids
+  (`run_uuid`, `attempt_uuid`, `node_uuid`), so anyone can derive them again.
+- States: succeeded/cached → COMPLETE; failed/gate_failed → FAIL with the
   `errorMessage` facet; cancelled/skipped → ABORT; retrying → FAIL of that
-  attempt (the retry is a new attempt, a new OpenLineage run). A run that
-  stops `waiting` for approval gets no terminal event: the drive that resumes
-  it continues the same OpenLineage run (no second START) and ends it.
-- Task runs that end without an attempt of this drive (cached, skipped,
-  cancelled before queueing, a map node's whole-node row) are one OpenLineage
-  run per drive (`node_uuid`) with a START and its terminal event at the same
-  time; a terminal event whose START was never sent is preceded by one.
-- A drive that resumes a run whose coordinator died first sends FAIL for the
-  dead drive and for its attempts that had started (they were recorded
-  `lockgate.Orphaned`).
+  attempt (the retry is a new OpenLineage run). A run that stops `waiting`
+  for approval gets no terminal event: the drive that resumes it continues
+  the same OpenLineage run (no second START) and ends it.
+- A task run that ends without an attempt of this drive (cached, skipped,
+  cancelled before it was queued, a map node's whole-node row) is one
+  OpenLineage run per drive (`node_uuid`); a terminal event whose START was
+  never sent is preceded by one at the same time.
+- Datasets are artifacts in the configured namespace, named by their named
+  version (`dataset:transcripts`, version facet `7`) or else by URI (version
+  facet: the sha256). A task run's terminal event lists what it consumed and
+  produced; a drive's START lists the versions the run consumes, its
+  terminal event the versions the drive created or registered.
+- A drive that resumes a run whose coordinator died first FAILs the dead
+  drive and its attempts that had started (recorded `lockgate.Orphaned`).
 
-Invariants: every OpenLineage run this emitter touches gets exactly one START,
-sent first, and at most one terminal event (I7); emission never changes a
-run's outcome: every error is logged and swallowed. Events carry no
-parameter values (secrets stay out, S8), only `logical_date` as nominal time.
+Invariants: every OpenLineage run gets exactly one START, sent first, and
+exactly one terminal event (I7), as far as this process sees; emission never
+changes a run's outcome (errors are logged and swallowed). Events carry no
+parameter values (S8), only `logical_date` as nominal time. The client's own
+environment settings (OPENLINEAGE_DISABLED, openlineage.yml tags and
+filters) still apply. Failpoint: `lineage.before_emit` (with the job name).
 """
 
 from __future__ import annotations
@@ -62,7 +69,14 @@ PRODUCER = f"https://github.com/lockgate/lockgate/tree/{__version__}"
 #: uuid5 namespace of the OpenLineage run ids derived from lockgate ids.
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/lockgate/lockgate/openlineage")
 #: Short retries: emission runs in the coordinator's loop.
-HTTP_RETRY = {"total": 2, "connect": 2, "read": 2, "backoff_factor": 0.1}
+HTTP_RETRY = {
+    "total": 2,
+    "connect": 2,
+    "read": 2,
+    "backoff_factor": 0.1,
+    "status_forcelist": [500, 502, 503, 504],
+    "allowed_methods": ["HEAD", "POST"],
+}
 
 _TERMINAL = {
     TaskState.SUCCEEDED: "COMPLETE",
@@ -157,7 +171,6 @@ class OpenLineageEmitter:
         self.failures = 0
         self.sent = 0
         self._drives: dict[str, _Drive] = {}
-        self._names: dict[str, list[tuple[str, str]]] = {}
 
     # --- RunListener ------------------------------------------------------------
 
@@ -220,12 +233,9 @@ class OpenLineageEmitter:
                 payload = event.payload
                 name = f"{payload.get('kind', 'model')}:{payload['name']}"
                 outputs.append(self._output(name, str(payload["version"])))
-        message = (
-            (error or f"run {run_id} ended {state.value}")
-            if state is not RunState.SUCCEEDED
-            else None
-        )
-        self._run_event(drive, _RUN_TERMINAL[state], at, outputs=outputs, error=message)
+        event_type = _RUN_TERMINAL[state]
+        message = error or f"run {run_id} ended {state.value}" if event_type == "FAIL" else None
+        self._run_event(drive, event_type, at, outputs=outputs, error=message)
         if self.failures:
             logger.warning(
                 "OpenLineage: %d of %d events for run %s were not sent (see the first error above)",
@@ -233,6 +243,7 @@ class OpenLineageEmitter:
                 self.failures + self.sent,
                 run_id,
             )
+        self.failures = self.sent = 0
         self.client.close()
 
     def _read_drive(self, run_id: str) -> _Drive:
@@ -417,12 +428,10 @@ class OpenLineageEmitter:
 
     def _names_of(self, sha256: str) -> list[tuple[str, str]]:
         """(dataset name, version) for an artifact: its named versions, else its URI and hash."""
-        names = self._names.get(sha256)
-        if names is None:
-            versions = self.metadata.versions_of_artifact(sha256)
-            names = [(f"{v.kind}:{v.name}", str(v.version)) for v in versions]
-            names = self._names[sha256] = names or [(URI_PREFIX + sha256, sha256)]
-        return names
+        # Not cached: a run can make an artifact it consumed a version later (register).
+        versions = self.metadata.versions_of_artifact(sha256)
+        names = [(f"{v.kind}:{v.name}", str(v.version)) for v in versions]
+        return names or [(URI_PREFIX + sha256, sha256)]
 
     # --- building and sending -----------------------------------------------------
 
@@ -546,7 +555,7 @@ def _client(settings: OpenLineageSettings) -> OpenLineageClient:
             endpoint=settings.endpoint,
             timeout=5.0,
             auth=auth or TokenProvider({}),
-            retry={**HTTP_RETRY, "status_forcelist": [500, 502, 503, 504]},
+            retry=dict(HTTP_RETRY),
         )
         transport = HttpTransport(config)
     else:
@@ -554,11 +563,21 @@ def _client(settings: OpenLineageSettings) -> OpenLineageClient:
 
         console = logging.getLogger("openlineage.client.transport.console")
         if not console.handlers:  # the transport logs each event at INFO: show it on stderr
-            console.addHandler(logging.StreamHandler(sys.stderr))
+            console.addHandler(_Stderr())
             console.setLevel(logging.INFO)
             console.propagate = False
         transport = ConsoleTransport(ConsoleConfig())
     return OpenLineageClient(transport=transport)
+
+
+class _Stderr(logging.Handler):
+    """Write each record to whatever `sys.stderr` is when it is written."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
 
 
 def _label(node_id: str, map_index: int | None) -> str:
