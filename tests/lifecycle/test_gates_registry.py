@@ -166,6 +166,19 @@ def test_promotion_needs_a_passing_gate_unless_forced_and_rollback_restores(work
         registry.rollback(workspace, "support-bot", "staging")
 
 
+def test_registering_after_a_gate_counts_as_gated(workspace):
+    @lg.pipeline(name="ship")
+    def ordered():
+        model = train()
+        passed = lg.gate(score(model), {"accuracy": ">= 0.9"})
+        registered = lg.register(model, name="support-bot", after=[passed])
+        return lg.promote(registered, name="support-bot", alias="production")
+
+    result = run(workspace, ordered)
+    assert result.ok, result.record.error
+    assert production(workspace).gated is True
+
+
 def test_promote_in_a_pipeline_refuses_an_ungated_model(workspace):
     @lg.pipeline(name="ship")
     def sneaky():

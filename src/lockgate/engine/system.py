@@ -121,8 +121,12 @@ def run_register(
         return _fail("RegistryError", f"node {node.id!r}: register needs a task's output as model")
     name: str = invocation.kwargs["name"]
     scores = _load(ctx, invocation.kwargs.get("scores"))
+    # Gated: the scores came through a gate, or the node waited for one (after=[...]);
+    # either way it runs only because that gate passed.
     source = node.kwargs.get("scores")
-    gated = isinstance(source, NodeRef) and ctx.nodes[source.node].task.spec.system == "gate"
+    upstream = [source.node] if isinstance(source, NodeRef) else []
+    upstream += list(node.after)
+    gated = any(ctx.nodes[name].task.spec.system == "gate" for name in upstream)
     metadata = {"scores": metric_values(scores)} if scores is not None else {}
     registration = Registration(tr_id, name, model_in.ref.sha256, metadata, gated)
     return SystemResult(output=model_in.ref, registrations=[registration])

@@ -56,7 +56,12 @@ def _gate(scores: Any, checks: Mapping[str, str], model: str | None = None) -> A
 
 
 def gate(
-    scores: Any, checks: Mapping[str, Any], *, model: str | None = None, name: str | None = None
+    scores: Any,
+    checks: Mapping[str, Any],
+    *,
+    model: str | None = None,
+    name: str | None = None,
+    after: Any = (),
 ) -> Any:
     """A node that passes `scores` on only if every check holds.
 
@@ -66,6 +71,7 @@ def gate(
             `ALIAS [+|-] NUMBER`, relative to the model version holding that alias.
         model: the registry model whose aliases relative thresholds refer to.
         name: the node id (default `gate`, `gate_2`, ...).
+        after: nodes that must finish first, without passing data.
 
     Returns:
         Inside a pipeline, the placeholder of the checked scores: give it to
@@ -84,7 +90,7 @@ def gate(
         )
     if model is not None:
         check_name("model", model)
-    return _system_task("gate", _gate, name)(scores, checks=dict(checks), model=model)
+    return _system_task("gate", _gate, name)(scores, checks=dict(checks), model=model, after=after)
 
 
 def _needs_pipeline(*_: Any, **__: Any) -> Any:
@@ -94,21 +100,26 @@ def _needs_pipeline(*_: Any, **__: Any) -> Any:
     )
 
 
-def register(model: Any, *, name: str, scores: Any = None) -> Any:
+def register(model: Any, *, name: str, scores: Any = None, after: Any = ()) -> Any:
     """A node that records `model` as a version of registry model `name`, with its scores.
 
     The same content registers once (re-runs return the existing version). A
-    version whose scores come through a passing `lg.gate` is marked gated;
-    only gated versions can be promoted without `--force`.
+    version whose scores come through a passing `lg.gate` (or that waits for
+    one with `after=[gate]`) is marked gated; only gated versions can be
+    promoted without `--force`.
 
     Returns:
         The placeholder of the model (pass it to `lg.promote`).
     """
     check_name("model", name)
-    return _system_task("register", _needs_pipeline, None)(model, name=name, scores=scores)
+    return _system_task("register", _needs_pipeline, None)(
+        model, name=name, scores=scores, after=after
+    )
 
 
-def promote(model: Any, *, name: str, alias: str, reason: str | None = None) -> Any:
+def promote(
+    model: Any, *, name: str, alias: str, reason: str | None = None, after: Any = ()
+) -> Any:
     """A node that points registry alias `alias` of model `name` at this model's version.
 
     Refused (the node fails) when the version was not registered through a
@@ -118,7 +129,7 @@ def promote(model: Any, *, name: str, alias: str, reason: str | None = None) -> 
     if not isinstance(alias, str) or not alias.replace("-", "_").isidentifier():
         raise DefinitionError(f"promote: alias {alias!r} must be a name such as 'production'")
     return _system_task("promote", _needs_pipeline, None)(
-        model, name=name, alias=alias, reason=reason
+        model, name=name, alias=alias, reason=reason, after=after
     )
 
 
