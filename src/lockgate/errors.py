@@ -25,6 +25,7 @@ place without a lookup table.
     │   │   ├── MetadataBusyError
     │   │   ├── RunNotFoundError
     │   │   ├── NodeNotFoundError
+    │   │   ├── RunExistsError          this schedule tick, version or message already has a run
     │   │   └── FencedError             a stale attempt's commit: another coordinator owns the run
     │   └── ArtifactError
     │       ├── ArtifactNotFoundError
@@ -66,6 +67,7 @@ __all__ = [
     "ParameterError",
     "PipelineNotFoundError",
     "RegistryError",
+    "RunExistsError",
     "RunFailedError",
     "RunNotFoundError",
     "RunStateError",
@@ -182,6 +184,14 @@ class RunNotFoundError(MetadataError):
     """No run with the given id exists."""
 
     exit_code = 2
+
+
+class RunExistsError(MetadataError):
+    """The trigger (schedule tick, new version, message) already started a run."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class NodeNotFoundError(MetadataError):

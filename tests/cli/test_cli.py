@@ -224,9 +224,9 @@ def test_artifacts_list_show_get(project, tmp_path):
 
 def test_db_upgrade_is_idempotent(project):
     first = invoke("db", "upgrade")
-    assert first.exit_code == 0 and "schema revision 0003" in first.stdout
+    assert first.exit_code == 0 and "schema revision 0004" in first.stdout
     second = invoke("db", "upgrade")
-    assert "already at schema revision 0003" in second.stdout
+    assert "already at schema revision 0004" in second.stdout
 
 
 def test_the_installed_script_exit_codes(project):

@@ -8,7 +8,8 @@ and validated before anything runs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from types import CodeType
 from typing import Any, overload
@@ -16,19 +17,53 @@ from typing import Any, overload
 from lockgate.errors import DuplicatePipelineError, InvalidPolicyError, TracingError
 from lockgate.model.graph import Graph
 from lockgate.model.params import ParamSpec, bind_params, parse_assignments, read_params
+from lockgate.model.schedules import (
+    MessageTrigger,
+    Schedule,
+    Trigger,
+    VersionTrigger,
+    make_schedule,
+)
 from lockgate.model.tracing import GraphBuilder
+from lockgate.model.units import parse_duration
 
 # Pipelines defined per module, to catch two with one name in one module even
 # when the second definition shadows the first's variable.
 _DEFINED: dict[str, dict[str, Pipeline]] = {}
 
 
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    """How and how often a pipeline runs.
+
+    Attributes:
+        schedule: when it runs by itself, or None.
+        max_active_runs: how many of its runs may be running at once (None: no limit).
+        triggers: data sensors and message triggers that start it.
+        max_input_age: seconds; a run that would consume an older named version fails
+            fast (or warns, with `on_stale_input="warn"`).
+    """
+
+    schedule: Schedule | None = None
+    max_active_runs: int | None = None
+    triggers: tuple[Trigger, ...] = ()
+    max_input_age: float | None = None
+    on_stale_input: str = "fail"
+
+
 class Pipeline:
     """A traced pipeline. Create one with `@lg.pipeline`."""
 
-    def __init__(self, fn: Callable[..., Any], name: str, description: str | None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        description: str | None,
+        options: PipelineOptions | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name
+        self.options = options or PipelineOptions()
         self.description = description if description is not None else inspect.getdoc(fn)
         self.params: tuple[ParamSpec, ...] = read_params(fn, name)
         self.__doc__ = fn.__doc__
@@ -89,7 +124,17 @@ def pipeline(fn: Callable[..., Any], /) -> Pipeline: ...
 
 @overload
 def pipeline(
-    *, name: str | None = None, description: str | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: bool = False,
+    max_catchup: int = 100,
+    max_active_runs: int | None = None,
+    triggers: Iterable[Trigger] = (),
+    max_input_age: float | str | None = None,
+    on_stale_input: str = "fail",
 ) -> Callable[[Callable[..., Any]], Pipeline]: ...
 
 
@@ -99,16 +144,39 @@ def pipeline(
     *,
     name: str | None = None,
     description: str | None = None,
+    schedule: str | None = None,
+    timezone: str = "UTC",
+    catchup: bool = False,
+    max_catchup: int = 100,
+    max_active_runs: int | None = None,
+    triggers: Iterable[Trigger] = (),
+    max_input_age: float | str | None = None,
+    on_stale_input: str = "fail",
 ) -> Pipeline | Callable[[Callable[..., Any]], Pipeline]:
     """Turn a function whose body calls tasks into a pipeline.
 
-    Use as `@lg.pipeline` or `@lg.pipeline(name=...)`. Parameters of the
-    function are the pipeline's parameters; their annotations (or defaults)
+    Use as `@lg.pipeline` or `@lg.pipeline(name=..., schedule=...)`. Parameters of
+    the function are the pipeline's parameters; their annotations (or defaults)
     give the types used to parse `-p NAME=VALUE`.
+
+    Args:
+        name: the pipeline's name (default: the function's name).
+        description: shown in listings (default: the docstring).
+        schedule: a cron expression (`"0 2 * * *"`, seconds first for six fields)
+            or an alias (`@daily`, `@hourly`, `@weekly`, `@monthly`, `@yearly`).
+        timezone: the IANA zone the schedule is read in.
+        catchup: after downtime, create every missed tick (at most `max_catchup`);
+            otherwise only the latest.
+        max_catchup: bound on missed ticks created at once.
+        max_active_runs: at most this many runs of the pipeline run at once; the
+            rest wait queued.
+        triggers: `lg.on_new_version("dataset:NAME")`, `lg.on_message(url, stream=...)`.
+        max_input_age: a run that would consume a named version older than this
+            (seconds or "2d") fails before it starts (`on_stale_input="warn"`: runs, warned).
 
     Raises:
         DuplicatePipelineError: another pipeline in the same module has this name.
-        InvalidPolicyError: the name is not valid.
+        InvalidPolicyError: an option is invalid (names the pipeline and the option).
     """
 
     def wrap(func: Callable[..., Any]) -> Pipeline:
@@ -128,7 +196,45 @@ def pipeline(
                 f"(lines {_line(previous.fn)} and {_line(func)}); give one of them another "
                 "name with @lg.pipeline(name=...)."
             )
-        created = Pipeline(func, pipeline_name, description)
+        owner = f"pipeline {pipeline_name!r}"
+        if max_active_runs is not None and (
+            isinstance(max_active_runs, bool)
+            or not isinstance(max_active_runs, int)
+            or max_active_runs < 1
+        ):
+            raise InvalidPolicyError.for_field(
+                owner, "max_active_runs", max_active_runs, "an int >= 1 or None"
+            )
+        found = tuple(triggers)
+        for trigger in found:
+            if not isinstance(trigger, VersionTrigger | MessageTrigger):
+                raise InvalidPolicyError.for_field(
+                    owner, "triggers", trigger, "lg.on_new_version(...) or lg.on_message(...)"
+                )
+        if on_stale_input not in ("fail", "warn"):
+            raise InvalidPolicyError.for_field(
+                owner, "on_stale_input", on_stale_input, "'fail' or 'warn'"
+            )
+        age = None
+        if max_input_age is not None:
+            try:
+                age = parse_duration(max_input_age)
+            except ValueError:
+                raise InvalidPolicyError.for_field(
+                    owner, "max_input_age", max_input_age, "a duration such as '2d' or 3600"
+                ) from None
+        options = PipelineOptions(
+            schedule=(
+                make_schedule(pipeline_name, schedule, timezone, catchup, max_catchup)
+                if schedule is not None
+                else None
+            ),
+            max_active_runs=max_active_runs,
+            triggers=found,
+            max_input_age=age,
+            on_stale_input=on_stale_input,
+        )
+        created = Pipeline(func, pipeline_name, description, options)
         defined[pipeline_name] = created
         return created
 

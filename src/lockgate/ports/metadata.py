@@ -72,6 +72,9 @@ class NewRun:
     git_dirty: bool | None = None
     pipeline_ref: str | None = None
     versions: Sequence[ResolvedVersion] = ()
+    trigger_key: str | None = None
+    logical_date: float | None = None
+    status: RunState = RunState.QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,9 @@ class RunRecord:
     error: str | None = None
     pipeline_ref: str | None = None
     cancel_requested_at: float | None = None
+    trigger_key: str | None = None
+    logical_date: float | None = None
+    claimed_by: str | None = None
 
     def stale(self, now: float, timeout: float) -> bool:
         """True if the run claims to be active but its coordinator stopped beating."""
@@ -349,6 +355,18 @@ class Approval:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """An API token (the token itself is never stored, only its SHA-256)."""
+
+    id: int
+    name: str
+    scopes: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
 @dataclass
 class WriteBatch:
     """State changes the coordinator commits together in one transaction.
@@ -367,6 +385,7 @@ class WriteBatch:
     gate_decisions: list[GateDecision] = field(default_factory=list)
     registrations: list[Registration] = field(default_factory=list)
     alias_moves: list[AliasMove] = field(default_factory=list)
+    releases: list[int] = field(default_factory=list)  # task runs whose pool slot to free
 
     def __bool__(self) -> bool:
         return bool(
@@ -377,6 +396,7 @@ class WriteBatch:
             or self.gate_decisions
             or self.registrations
             or self.alias_moves
+            or self.releases
         )
 
 
@@ -390,7 +410,64 @@ class MetadataStore(Protocol):
 
         Returns:
             The task runs created, in the order of `new.nodes`.
+
+        Raises:
+            RunExistsError: `new.trigger_key` already started a run of this pipeline
+                (its id is on the error); nothing was written.
         """
+        ...
+
+    # --- the run queue, pools and tokens (`lockgate server`) --------------------
+
+    def claim_queued(
+        self, *, limits: Mapping[str, int], claimer: str, at: float, max_runs: int
+    ) -> list[RunRecord]:
+        """Take queued runs, oldest first, for `claimer` to launch (at most `max_runs`).
+
+        A run is claimed (status running, `claimed_by`, a fresh heartbeat) only if its
+        pipeline has fewer running runs than `limits[pipeline]` (no limit if absent).
+        Two claimers never take the same run.
+        """
+        ...
+
+    def trigger_keys(self, pipeline: str, prefix: str) -> list[str]:
+        """Trigger keys starting with `prefix` of the pipeline's runs."""
+        ...
+
+    def last_logical_date(self, pipeline: str) -> float | None:
+        """The newest schedule tick the pipeline has a run for."""
+        ...
+
+    def acquire_slot(
+        self,
+        pool: str,
+        slots: int,
+        task_run_id: int,
+        run_id: str,
+        at: float,
+        stale_before: float,
+    ) -> bool:
+        """Take a slot of `pool` for a task run if fewer than `slots` are held.
+
+        Slots held by runs whose coordinator stopped beating before `stale_before`
+        are freed first. Never over-commits, however many coordinators ask.
+        """
+        ...
+
+    def create_token(self, name: str, token_hash: str, scopes: Sequence[str], at: float) -> None:
+        """Store a token's hash under a unique name."""
+        ...
+
+    def find_token(self, token_hash: str, at: float) -> TokenRecord | None:
+        """The unrevoked token with this hash (its last use is stamped), or None."""
+        ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones included."""
+        ...
+
+    def revoke_token(self, name: str, at: float) -> bool:
+        """Revoke a token by name; False if there is none."""
         ...
 
     def set_run_state(

@@ -25,7 +25,7 @@ from lockgate.ports.metadata import (
     WriteBatch,
 )
 from lockgate.stores.metadata import eventlog, records, registry
-from lockgate.stores.metadata.schema import gate_decisions
+from lockgate.stores.metadata.schema import gate_decisions, pool_leases
 from lockgate.stores.metadata.statements import Statements
 
 
@@ -58,6 +58,8 @@ def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -
     for item in batch.cached:
         _cached(conn, st, run_id, item, batch.at, events, edges)
     _system(conn, run_id, batch, events)
+    if batch.releases:
+        conn.execute(pool_leases.delete().where(pool_leases.c.task_run_id.in_(batch.releases)))
     if edges:
         st.insert_edge.executemany(conn, edges)
     if batch.queues:

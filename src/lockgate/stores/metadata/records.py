@@ -67,6 +67,9 @@ def run_record(row: Any) -> RunRecord:
         error=row.error,
         pipeline_ref=row.pipeline_ref,
         cancel_requested_at=row.cancel_requested_at,
+        trigger_key=row.trigger_key,
+        logical_date=row.logical_date,
+        claimed_by=row.claimed_by,
     )
 
 

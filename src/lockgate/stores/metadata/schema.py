@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 
 WHOLE_NODE = -1
 
@@ -57,6 +57,13 @@ runs = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("params", sa.JSON, nullable=False),
     sa.Column("trigger", sa.String(20), nullable=False),
+    # What started it, once: "cron:<tick>", "version:dataset:x@7", "message:<stream>:<id>".
+    # Unique per pipeline, so two schedulers (or a retried trigger) create one run.
+    sa.Column("trigger_key", sa.String(300)),
+    # The schedule tick a run stands for (UTC epoch seconds), for scheduled runs.
+    sa.Column("logical_date", Time),
+    # The server that launched it (`lockgate server`), for queued runs.
+    sa.Column("claimed_by", sa.String(200)),
     # How to load the pipeline's code again (absolute PATH:NAME or MODULE:NAME), for resume.
     sa.Column("pipeline_ref", sa.String(1000)),
     sa.Column("git_sha", sa.String(64)),
@@ -74,6 +81,7 @@ runs = sa.Table(
     sa.Index(None, "pipeline_id", "created_at"),
     sa.Index(None, "status"),
     sa.Index(None, "created_at"),
+    sa.UniqueConstraint("pipeline_id", "trigger_key"),
 )
 
 artifacts = sa.Table(
@@ -260,4 +268,40 @@ lineage_edges = sa.Table(
     sa.Column("direction", sa.String(10), nullable=False),
     sa.UniqueConstraint("task_run_id", "sha256", "direction"),
     sa.Index(None, "sha256"),
+)
+
+
+# Slots of named pools held by running task attempts (`[pools] gpu = 1`).
+pool_leases = sa.Table(
+    "pool_leases",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("pool", sa.String(100), nullable=False),
+    sa.Column("task_run_id", Id, sa.ForeignKey("task_runs.id"), nullable=False),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("acquired_at", Time, nullable=False),
+    sa.UniqueConstraint("task_run_id"),
+    sa.Index(None, "pool"),
+)
+
+# One row per pool, locked (SELECT ... FOR UPDATE on PostgreSQL) while a lease is
+# counted and taken, so concurrent coordinators never over-commit a pool.
+pools = sa.Table(
+    "pools",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("slots", sa.Integer, nullable=False),
+)
+
+# API tokens: only a SHA-256 of each token is stored.
+tokens = sa.Table(
+    "tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.String(100), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("revoked_at", Time),
+    sa.Column("last_used_at", Time),
 )

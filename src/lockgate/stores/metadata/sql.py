@@ -21,6 +21,7 @@ from lockgate.errors import (
     FencedError,
     MetadataBusyError,
     MetadataError,
+    RunExistsError,
     RunNotFoundError,
     RunStateError,
 )
@@ -37,6 +38,7 @@ from lockgate.ports.metadata import (
 from lockgate.stores.metadata import batch as batch_writes
 from lockgate.stores.metadata import connect, eventlog, records, registry
 from lockgate.stores.metadata.migrate import ensure_schema
+from lockgate.stores.metadata.queue import QueueMethods
 from lockgate.stores.metadata.reads import Reads
 from lockgate.stores.metadata.schema import (
     WHOLE_NODE,
@@ -45,6 +47,7 @@ from lockgate.stores.metadata.schema import (
     attempts,
     pipeline_versions,
     pipelines,
+    pool_leases,
     run_versions,
     runs,
     task_runs,
@@ -54,7 +57,7 @@ from lockgate.stores.metadata.statements import Statements, insert_ignore
 _TERMINAL = [s.value for s in TaskState if s.terminal]
 
 
-class SqlMetadataStore(Reads):
+class SqlMetadataStore(Reads, QueueMethods):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
@@ -204,6 +207,28 @@ class SqlMetadataStore(Reads):
 
     def create_run(self, new: NewRun) -> list[TaskRunRecord]:
         """Record the run, its pipeline version and a pending task run per node."""
+        try:
+            return self._create_run(new)
+        except sa.exc.IntegrityError as exc:
+            existing = self._run_for_trigger(new) if new.trigger_key else None
+            if existing is None:
+                raise MetadataError(
+                    f"recording run {new.run_id} of {new.pipeline!r} failed: {exc.orig}"
+                ) from exc
+            raise RunExistsError(
+                f"{new.trigger_key} of pipeline {new.pipeline!r} already has run {existing}",
+                run_id=existing,
+            ) from None
+
+    def _run_for_trigger(self, new: NewRun) -> str | None:
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(runs.c.id)
+                .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                .where(pipelines.c.name == new.pipeline, runs.c.trigger_key == new.trigger_key)
+            ).scalar()
+
+    def _create_run(self, new: NewRun) -> list[TaskRunRecord]:
         with self._tx() as conn:
             conn.execute(
                 self._insert_ignore(pipelines).values(name=new.pipeline, created_at=new.created_at)
@@ -230,9 +255,11 @@ class SqlMetadataStore(Reads):
                     id=new.run_id,
                     pipeline_id=pipeline_id,
                     pipeline_version_id=version_id,
-                    status=RunState.QUEUED.value,
+                    status=new.status.value,
                     params=dict(new.params),
                     trigger=new.trigger,
+                    trigger_key=new.trigger_key,
+                    logical_date=new.logical_date,
                     git_sha=new.git_sha,
                     git_dirty=new.git_dirty,
                     pipeline_ref=new.pipeline_ref,
@@ -394,6 +421,7 @@ class SqlMetadataStore(Reads):
                 )
             ).all()
             ids = [r.id for r in reset]
+            conn.execute(pool_leases.delete().where(pool_leases.c.run_id == run_id))
             if ids:
                 conn.execute(
                     attempts.update()

@@ -1,0 +1,228 @@
+"""The run queue, pool slots and API tokens, as a base class of `SqlMetadataStore`.
+
+Claims are safe with several servers on one database: on PostgreSQL the
+queued rows are read `FOR UPDATE SKIP LOCKED` and the pipeline (or pool)
+row is locked while its running runs (or held slots) are counted; on SQLite
+the write transaction (`BEGIN IMMEDIATE`) already serialises writers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+
+from lockgate.model.states import RunState
+from lockgate.ports.metadata import RunRecord, TokenRecord
+from lockgate.stores.metadata import records
+from lockgate.stores.metadata.schema import (
+    pipeline_versions,
+    pipelines,
+    pool_leases,
+    pools,
+    runs,
+    tokens,
+)
+
+_RUNNING = RunState.RUNNING.value
+
+
+class QueueMethods:
+    """Writes and reads `lockgate server` needs beyond running one run."""
+
+    _dialect: str
+
+    def _tx(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        raise NotImplementedError
+
+    def _read(self) -> contextlib.AbstractContextManager[sa.Connection]:
+        raise NotImplementedError
+
+    def _locking(self, query: Any, *, skip_locked: bool = False) -> Any:
+        if self._dialect == "postgresql":
+            return query.with_for_update(skip_locked=skip_locked)
+        return query
+
+    # --- the run queue ------------------------------------------------------------
+
+    def claim_queued(
+        self, *, limits: Mapping[str, int], claimer: str, at: float, max_runs: int
+    ) -> list[RunRecord]:
+        """Claim queued runs, oldest first, within each pipeline's max_active_runs."""
+        claimed: list[str] = []
+        with self._tx() as conn:
+            candidates = conn.execute(
+                self._locking(
+                    sa.select(runs.c.id, runs.c.pipeline_id, pipelines.c.name)
+                    .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                    .where(runs.c.status == RunState.QUEUED.value)
+                    .order_by(runs.c.created_at, runs.c.id)
+                    .limit(max_runs * 4 + 10),
+                    skip_locked=True,
+                )
+            ).all()
+            active: dict[int, int] = {}
+            for run_id, pipeline_id, name in candidates:
+                if len(claimed) >= max_runs:
+                    break
+                limit = limits.get(name)
+                if limit is not None:
+                    if pipeline_id not in active:
+                        # Lock the pipeline row so two servers never both see room.
+                        conn.execute(
+                            self._locking(
+                                sa.select(pipelines.c.id).where(pipelines.c.id == pipeline_id)
+                            )
+                        )
+                        active[pipeline_id] = conn.execute(
+                            sa.select(sa.func.count()).where(
+                                runs.c.pipeline_id == pipeline_id, runs.c.status == _RUNNING
+                            )
+                        ).scalar_one()
+                    if active[pipeline_id] >= limit:
+                        continue
+                changed = conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.status == RunState.QUEUED.value)
+                    .values(status=_RUNNING, claimed_by=claimer, heartbeat_at=at)
+                ).rowcount
+                if changed:
+                    claimed.append(run_id)
+                    if pipeline_id in active:
+                        active[pipeline_id] += 1
+            found = conn.execute(
+                sa.select(
+                    runs,
+                    pipelines.c.name.label("pipeline"),
+                    pipeline_versions.c.version.label("pipeline_version"),
+                )
+                .join_from(runs, pipelines)
+                .join(pipeline_versions, runs.c.pipeline_version_id == pipeline_versions.c.id)
+                .where(runs.c.id.in_(claimed))
+                .order_by(runs.c.created_at, runs.c.id)
+            ).all()
+        return [records.run_record(row) for row in found]
+
+    def trigger_keys(self, pipeline: str, prefix: str) -> list[str]:
+        """Trigger keys with this prefix among the pipeline's runs."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._read() as conn:
+            return list(
+                conn.execute(
+                    sa.select(runs.c.trigger_key)
+                    .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                    .where(
+                        pipelines.c.name == pipeline,
+                        runs.c.trigger_key.like(escaped + "%", escape="\\"),
+                    )
+                ).scalars()
+            )
+
+    def last_logical_date(self, pipeline: str) -> float | None:
+        """The newest schedule tick the pipeline has a run for."""
+        with self._read() as conn:
+            return conn.execute(
+                sa.select(sa.func.max(runs.c.logical_date))
+                .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                .where(pipelines.c.name == pipeline)
+            ).scalar()
+
+    # --- pools ---------------------------------------------------------------------
+
+    def acquire_slot(
+        self,
+        pool: str,
+        slots: int,
+        task_run_id: int,
+        run_id: str,
+        at: float,
+        stale_before: float,
+    ) -> bool:
+        """Take a slot of `pool` if one is free (freeing those of dead runs first)."""
+        with self._tx() as conn:
+            exists = conn.execute(
+                self._locking(sa.select(pools.c.slots).where(pools.c.name == pool))
+            ).first()
+            if exists is None:
+                conn.execute(pools.insert().values(name=pool, slots=slots))
+                conn.execute(self._locking(sa.select(pools.c.slots).where(pools.c.name == pool)))
+            elif exists.slots != slots:
+                conn.execute(pools.update().where(pools.c.name == pool).values(slots=slots))
+            held = conn.execute(
+                sa.select(pool_leases.c.task_run_id).where(pool_leases.c.task_run_id == task_run_id)
+            ).first()
+            if held is not None:
+                return True
+            dead = sa.select(runs.c.id).where(
+                sa.or_(
+                    runs.c.status.not_in([_RUNNING, RunState.WAITING.value]),
+                    runs.c.heartbeat_at < stale_before,
+                )
+            )
+            conn.execute(
+                pool_leases.delete().where(
+                    pool_leases.c.pool == pool, pool_leases.c.run_id.in_(dead)
+                )
+            )
+            used = conn.execute(
+                sa.select(sa.func.count()).where(pool_leases.c.pool == pool)
+            ).scalar_one()
+            if used >= slots:
+                return False
+            conn.execute(
+                pool_leases.insert().values(
+                    pool=pool, task_run_id=task_run_id, run_id=run_id, acquired_at=at
+                )
+            )
+        return True
+
+    # --- tokens --------------------------------------------------------------------
+
+    def create_token(self, name: str, token_hash: str, scopes: Sequence[str], at: float) -> None:
+        """Store a token hash under a unique name."""
+        with self._tx() as conn:
+            conn.execute(
+                tokens.insert().values(
+                    name=name, hash=token_hash, scopes=",".join(scopes), created_at=at
+                )
+            )
+
+    def find_token(self, token_hash: str, at: float) -> TokenRecord | None:
+        """The unrevoked token with this hash, or None; stamps its last use."""
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(tokens).where(tokens.c.hash == token_hash, tokens.c.revoked_at.is_(None))
+            ).first()
+            if row is None:
+                return None
+            conn.execute(tokens.update().where(tokens.c.id == row.id).values(last_used_at=at))
+        return _token(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(tokens).order_by(tokens.c.id.desc())).all()
+        return [_token(row) for row in rows]
+
+    def revoke_token(self, name: str, at: float) -> bool:
+        """Revoke a token by name."""
+        with self._tx() as conn:
+            changed = conn.execute(
+                tokens.update()
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            ).rowcount
+        return bool(changed)
+
+
+def _token(row: Any) -> TokenRecord:
+    return TokenRecord(
+        id=row.id,
+        name=row.name,
+        scopes=tuple(s for s in row.scopes.split(",") if s),
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at,
+    )
