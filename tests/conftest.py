@@ -27,3 +27,7 @@ def home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("LOCKGATE_DB_URL", raising=False)
     monkeypatch.delenv("LOCKGATE_ARTIFACT_ROOT", raising=False)
     return home
+
+
+# PostgreSQL fixtures (`pg_server`, `pg_url`) for any test; tests/ is on sys.path for conftest.
+from postgres import pg_server, pg_url  # noqa: E402, F401

@@ -7,12 +7,20 @@ fixture returning a fresh, empty store. The tests use only the port.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from lockgate.errors import FencedError, RunNotFoundError, RunStateError
+from lockgate.errors import (
+    FencedError,
+    RunExistsError,
+    RunNotFoundError,
+    RunStateError,
+    UsageError,
+)
+from lockgate.model.chain import GENESIS, event_hash
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import ErrorInfo, LogSpan
@@ -20,6 +28,7 @@ from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptResult,
     CachedItem,
+    GateDecision,
     MetadataStore,
     NewRun,
     QueueItem,
@@ -39,7 +48,15 @@ def ref(content: str) -> ArtifactRef:
     )
 
 
-def new_run(run_id: str = "r-1", pipeline: str = "nightly", nodes: Any = None) -> NewRun:
+def new_run(
+    run_id: str = "r-1",
+    pipeline: str = "nightly",
+    nodes: Any = None,
+    *,
+    trigger_key: str | None = None,
+    logical_date: float | None = None,
+    created_at: float = T0,
+) -> NewRun:
     """A run of a three-node chain a -> b -> c."""
     return NewRun(
         run_id=run_id,
@@ -48,11 +65,38 @@ def new_run(run_id: str = "r-1", pipeline: str = "nightly", nodes: Any = None) -
         graph={"pipeline": pipeline, "nodes": [], "output": None},
         params={"day": "2026-11-25"},
         trigger="cli",
-        created_at=T0,
+        created_at=created_at,
         nodes=nodes if nodes is not None else [("a", "a"), ("b", "b"), ("c", "c")],
         git_sha="abc123",
         git_dirty=False,
+        trigger_key=trigger_key,
+        logical_date=logical_date,
     )
+
+
+def verify_chain(store: MetadataStore, run_id: str) -> int:
+    """Recompute the run's event hash chain from what the store returns; the event count.
+
+    Fails the test if any stored hash, the head or the count disagrees: a store
+    must give back exactly what was hashed, and appends must never fork the chain.
+    """
+    chained, head, count = store.event_chain(run_id)
+    previous = GENESIS
+    for event, stored in chained:
+        expected = event_hash(
+            previous,
+            event.run_id,
+            event.task_run_id,
+            event.attempt,
+            event.kind.value,
+            event.at,
+            dict(event.payload),
+        )
+        assert stored == expected, f"event {event.id} ({event.kind.value}) breaks the chain"
+        previous = stored
+    assert count == len(chained), f"the run counts {count} events, {len(chained)} are stored"
+    assert head == (previous if chained else None)
+    return len(chained)
 
 
 def queue(
@@ -377,3 +421,182 @@ class MetadataStoreContract:
         store.set_run_state("r-1", RunState.CANCELLED, T0 + 2)
         with pytest.raises(RunStateError, match="already ended"):
             store.request_cancel("r-1", by="cli", at=T0 + 3)
+
+    # --- the event chain ------------------------------------------------------------
+
+    def test_every_write_extends_one_event_chain(self, store: MetadataStore) -> None:
+        a, b, _ = store.create_run(new_run())
+        store.set_run_state("r-1", RunState.RUNNING, T0 + 0.25)
+        succeed(store, "r-1", a, ref("A"))
+        store.set_task_state("r-1", [b.id], TaskState.SKIPPED, T0 + 4, reason="why not")
+        store.request_cancel("r-1", by="cli", at=T0 + 5)
+        assert verify_chain(store, "r-1") == len(store.events("r-1")) == 7
+
+    def test_non_finite_numbers_in_payloads_are_stored_and_chained(
+        self, store: MetadataStore
+    ) -> None:
+        # Metrics can be NaN or infinite; PostgreSQL's JSON type refuses both tokens.
+        a, _, _ = store.create_run(new_run())
+        checks = [
+            GateDecision(a.id, "auc", ">=", "auc >= 0.9", False, "auc is NaN", math.nan, 0.9),
+            GateDecision(a.id, "loss", "<", "loss < inf", False, "loss is inf", math.inf, math.inf),
+        ]
+        store.commit("r-1", WriteBatch(at=T0 + 1, gate_decisions=checks))
+        verify_chain(store, "r-1")
+        decided = store.gate_decisions("r-1")
+        assert [d.metric for d in decided] == ["auc", "loss"]
+        assert decided[1].threshold == math.inf and not decided[1].passed
+        stored = store.events("r-1")[-1].payload["checks"][0]["value"]
+        assert stored is None or math.isnan(stored)
+
+    # --- trigger keys and the run queue ---------------------------------------------
+
+    def test_a_trigger_key_starts_one_run_per_pipeline(self, store: MetadataStore) -> None:
+        key = "cron:2026-11-25T00:00:00Z"
+        store.create_run(new_run("r-1", trigger_key=key, logical_date=T0))
+        with pytest.raises(RunExistsError, match="already has run r-1") as info:
+            store.create_run(new_run("r-2", trigger_key=key, logical_date=T0))
+        assert info.value.run_id == "r-1"
+        # Nothing of the refused run was written, and the store still writes.
+        with pytest.raises(RunNotFoundError):
+            store.get_run("r-2")
+        assert store.task_runs("r-2") == [] and store.events("r-2") == []
+        store.create_run(new_run("r-3", pipeline="weekly", trigger_key=key))
+        store.create_run(new_run("r-4", trigger_key="cron:2026-11-26T00:00:00Z"))
+        store.create_run(new_run("r-5"))
+        store.create_run(new_run("r-6"))  # runs without a key never collide
+        run = store.get_run("r-1")
+        assert (run.trigger_key, run.logical_date) == (key, T0)
+        assert {r.id for r in store.list_runs()} == {"r-1", "r-3", "r-4", "r-5", "r-6"}
+        assert verify_chain(store, "r-1") == 1
+
+    def test_trigger_keys_match_the_prefix_literally(self, store: MetadataStore) -> None:
+        keys = ["cron:1", "cron:2", "msg:a%b", "msg:a_b", "msg:axb", "msg:a\\b", "msg:A%b"]
+        for i, key in enumerate(keys):
+            store.create_run(new_run(f"r-{i}", trigger_key=key))
+        store.create_run(new_run("r-other", pipeline="weekly", trigger_key="cron:3"))
+        store.create_run(new_run("r-nokey"))
+        assert sorted(store.trigger_keys("nightly", "cron:")) == ["cron:1", "cron:2"]
+        assert store.trigger_keys("nightly", "msg:a%") == ["msg:a%b"]
+        assert store.trigger_keys("nightly", "msg:a_") == ["msg:a_b"]
+        assert store.trigger_keys("nightly", "msg:a\\") == ["msg:a\\b"]
+        assert sorted(store.trigger_keys("nightly", "")) == sorted(keys)
+        assert store.trigger_keys("weekly", "cron:") == ["cron:3"]
+        assert store.trigger_keys("nope", "") == []
+
+    def test_last_logical_date_is_the_newest_tick(self, store: MetadataStore) -> None:
+        assert store.last_logical_date("nightly") is None
+        store.create_run(new_run("r-1", trigger_key="cron:b", logical_date=T0 + 60))
+        store.create_run(new_run("r-2", trigger_key="cron:a", logical_date=T0))
+        store.create_run(new_run("r-3"))  # a manual run has no tick
+        store.create_run(new_run("r-4", pipeline="weekly", trigger_key="x", logical_date=T0 + 99))
+        assert store.last_logical_date("nightly") == T0 + 60
+        assert store.last_logical_date("weekly") == T0 + 99
+        assert store.last_logical_date("nope") is None
+
+    def test_claim_queued_takes_the_oldest_runs_within_limits(self, store: MetadataStore) -> None:
+        for i in range(4):
+            store.create_run(new_run(f"a-{i}", pipeline="a", created_at=T0 + i))
+        for i in range(2):
+            store.create_run(new_run(f"b-{i}", pipeline="b", created_at=T0 + 10 + i))
+        store.set_run_state("a-0", RunState.RUNNING, T0 + 20)  # launched by hand, still counts
+
+        first = store.claim_queued(limits={"a": 2}, claimer="srv-1", at=T0 + 30, max_runs=2)
+        assert [r.id for r in first] == ["a-1", "b-0"]  # a-2 would be a third running "a"
+        assert all(r.status is RunState.RUNNING for r in first)
+        assert {(r.claimed_by, r.heartbeat_at) for r in first} == {("srv-1", T0 + 30)}
+        assert store.get_run("a-1").claimed_by == "srv-1"
+
+        second = store.claim_queued(limits={"a": 2}, claimer="srv-2", at=T0 + 31, max_runs=10)
+        assert [r.id for r in second] == ["b-1"]
+        assert store.claim_queued(limits={"a": 2}, claimer="srv-2", at=T0 + 32, max_runs=10) == []
+
+        store.set_run_state("a-0", RunState.SUCCEEDED, T0 + 40)
+        third = store.claim_queued(limits={"a": 2}, claimer="srv-2", at=T0 + 41, max_runs=10)
+        assert [(r.id, r.claimed_by) for r in third] == [("a-2", "srv-2")]
+        assert store.get_run("a-3").status is RunState.QUEUED
+        assert store.claim_queued(limits={}, claimer="srv-3", at=T0 + 42, max_runs=10)[0].id == (
+            "a-3"
+        )
+        running = store.list_runs(status=RunState.RUNNING)
+        assert sorted(r.id for r in running) == ["a-1", "a-2", "a-3", "b-0", "b-1"]
+        for run in ("a-1", "b-0", "b-1", "a-2", "a-3"):
+            verify_chain(store, run)
+
+    def test_runs_created_running_are_never_claimed(self, store: MetadataStore) -> None:
+        store.create_run(replace(new_run("r-1"), status=RunState.RUNNING))
+        assert store.claim_queued(limits={}, claimer="srv", at=T0, max_runs=5) == []
+        assert store.get_run("r-1").claimed_by is None
+
+    # --- pools ------------------------------------------------------------------------
+
+    def _running(self, store: MetadataStore, run_id: str, at: float = T0) -> list[TaskRunRecord]:
+        records = store.create_run(new_run(run_id))
+        store.set_run_state(run_id, RunState.RUNNING, at)
+        return records
+
+    def test_a_pool_never_hands_out_more_slots_than_it_has(self, store: MetadataStore) -> None:
+        a, b, c = self._running(store, "r-1")
+        (d, *_) = self._running(store, "r-2")
+        live = T0 - 60  # every coordinator here beat after this
+        assert store.acquire_slot("gpu", 2, a.id, "r-1", T0 + 1, live)
+        assert store.acquire_slot("gpu", 2, a.id, "r-1", T0 + 2, live)  # idempotent
+        assert store.acquire_slot("gpu", 2, b.id, "r-1", T0 + 3, live)
+        assert not store.acquire_slot("gpu", 2, c.id, "r-1", T0 + 4, live)
+        assert not store.acquire_slot("gpu", 2, d.id, "r-2", T0 + 4, live)
+        assert store.acquire_slot("cpu", 1, c.id, "r-1", T0 + 4, live)  # pools are separate
+        # A task run holds a slot until a batch releases it.
+        store.commit("r-1", WriteBatch(at=T0 + 5, releases=[a.id]))
+        assert store.acquire_slot("gpu", 2, d.id, "r-2", T0 + 6, live)
+        assert not store.acquire_slot("gpu", 2, a.id, "r-1", T0 + 7, live)
+        # More slots configured: more holders.
+        assert store.acquire_slot("gpu", 3, a.id, "r-1", T0 + 8, live)
+
+    def test_slots_of_finished_or_silent_runs_are_freed(self, store: MetadataStore) -> None:
+        (a, *_) = self._running(store, "r-done")
+        (b, *_) = self._running(store, "r-silent")
+        (c, d, _) = self._running(store, "r-live")
+        assert store.acquire_slot("gpu", 2, a.id, "r-done", T0 + 1, T0 - 60)
+        assert store.acquire_slot("gpu", 2, b.id, "r-silent", T0 + 1, T0 - 60)
+        assert not store.acquire_slot("gpu", 2, c.id, "r-live", T0 + 2, T0 - 60)
+        store.set_run_state("r-done", RunState.FAILED, T0 + 3)
+        assert store.acquire_slot("gpu", 2, c.id, "r-live", T0 + 4, T0 - 60)
+        assert not store.acquire_slot("gpu", 2, d.id, "r-live", T0 + 5, T0 - 60)
+        store.heartbeat("r-live", T0 + 100)
+        # r-silent last beat at T0: stale once `stale_before` passes it.
+        assert store.acquire_slot("gpu", 2, d.id, "r-live", T0 + 101, T0 + 50)
+
+    def test_a_resumed_run_gives_its_slots_back(self, store: MetadataStore) -> None:
+        (a, *_) = self._running(store, "r-1")
+        (b, *_) = self._running(store, "r-2")
+        assert store.acquire_slot("gpu", 1, a.id, "r-1", T0 + 1, T0 - 60)
+        store.set_run_state("r-1", RunState.FAILED, T0 + 2)
+        store.resume_run("r-1", by="cli", at=T0 + 3, stale_before=T0)
+        assert store.acquire_slot("gpu", 1, b.id, "r-2", T0 + 4, T0 - 60)
+
+    # --- tokens -----------------------------------------------------------------------
+
+    def test_tokens_are_found_by_hash_until_revoked(self, store: MetadataStore) -> None:
+        assert store.list_tokens() == []
+        store.create_token("ci", "1" * 64, ["read", "run"], T0)
+        store.create_token("ops", "2" * 64, ["admin"], T0 + 1)
+        with pytest.raises(UsageError, match="'ci' already exists"):
+            store.create_token("ci", "3" * 64, ["read"], T0 + 2)
+        assert store.find_token("9" * 64, T0 + 3) is None
+
+        found = store.find_token("1" * 64, T0 + 5)
+        assert found is not None
+        assert (found.name, found.scopes, found.created_at) == ("ci", ("read", "run"), T0)
+        assert found.revoked_at is None and found.last_used_at == T0 + 5
+        listed = {t.name: t for t in store.list_tokens()}
+        assert set(listed) == {"ci", "ops"}
+        assert listed["ci"].last_used_at == T0 + 5 and listed["ops"].last_used_at is None
+
+        assert store.revoke_token("ci", T0 + 9) is True
+        assert store.revoke_token("ci", T0 + 10) is False  # already revoked
+        assert store.revoke_token("nobody", T0 + 10) is False
+        assert store.find_token("1" * 64, T0 + 11) is None
+        revoked = {t.name: t for t in store.list_tokens()}["ci"]
+        assert (revoked.revoked_at, revoked.last_used_at) == (T0 + 9, T0 + 5)
+        ops = store.find_token("2" * 64, T0 + 12)
+        assert ops is not None and ops.scopes == ("admin",)

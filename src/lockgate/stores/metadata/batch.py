@@ -39,6 +39,14 @@ def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -
     Raises:
         Fenced: a start, finish or cache hit is not current; roll back.
     """
+    if st.locks_rows:
+        # Run row first, then registry names in sorted order: every writer of a run
+        # takes its locks in this order, so they wait for each other, never deadlock.
+        st.lock_run.first(conn, {"run": run_id})
+        names = [(r.named.kind, r.named.name) for r in batch.finishes if r.named is not None]
+        names += [("model", item.name) for item in batch.registrations]
+        names += [(move.kind, move.name) for move in batch.alias_moves]
+        registry.lock_names(conn, names)
     events: list[dict[str, Any]] = []
     edges: list[dict[str, Any]] = []
     finishing = {(r.task_run_id, r.attempt) for r in batch.finishes}

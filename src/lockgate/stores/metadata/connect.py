@@ -5,6 +5,11 @@ loss), foreign keys on, and a busy timeout. Writers and readers use separate
 engines: writers begin with `BEGIN IMMEDIATE` so they queue for the lock up
 front instead of failing halfway; readers use deferred transactions and
 never block writers in WAL mode.
+
+PostgreSQL gets one engine for both, at the server's default READ COMMITTED
+isolation: writers that must not interleave take row or advisory locks (see
+`sql`), and connections are pinged on checkout so a restarted server costs
+one failed call, not a dead pool.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from lockgate.errors import ConfigError
+from lockgate.stores.metadata.records import strict_json
 
 
 def engines(url: str, *, busy_timeout: float) -> tuple[sa.Engine, sa.Engine]:
@@ -31,14 +37,36 @@ def engines(url: str, *, busy_timeout: float) -> tuple[sa.Engine, sa.Engine]:
             f"metadata database URL {redact(url)!r} is not a valid SQLAlchemy URL "
             "(examples: sqlite:////abs/path/lockgate.db, postgresql+psycopg://user@host/db)"
         ) from exc
-    if parsed.get_backend_name() != "sqlite":
-        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    backend = parsed.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        engine = _postgres_engine(parsed)
         return engine, engine
+    if backend != "sqlite":
+        raise ConfigError(
+            f"metadata database URL {redact(url)!r} names {backend!r}; lockgate stores metadata "
+            "in SQLite (sqlite:////abs/path/lockgate.db) or PostgreSQL "
+            "(postgresql+psycopg://user@host/db)"
+        )
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     writer = _sqlite_engine(parsed, busy_timeout, "BEGIN IMMEDIATE")
     reader = _sqlite_engine(parsed, busy_timeout, "BEGIN")
     return writer, reader
+
+
+def _postgres_engine(url: sa.URL) -> sa.Engine:
+    # A bare postgresql:// would pick psycopg2; lockgate[postgres] installs psycopg 3.
+    if url.drivername in ("postgresql", "postgres"):
+        url = url.set(drivername="postgresql+psycopg")
+    try:
+        # NaN in a metric would otherwise be refused by PostgreSQL's JSON type.
+        return sa.create_engine(url, pool_pre_ping=True, json_serializer=strict_json)
+    except ImportError as exc:
+        raise ConfigError(
+            f"metadata database URL {url.render_as_string(hide_password=True)!r} needs the "
+            f"{url.get_driver_name()} driver, which is not installed. lockgate uses psycopg 3: "
+            "pip install 'lockgate[postgres]' and write the URL as postgresql+psycopg://..."
+        ) from exc
 
 
 def _sqlite_engine(url: sa.URL, busy_timeout: float, begin: str) -> sa.Engine:

@@ -3,8 +3,10 @@
 All event writes go through `append`, inside the caller's transaction: it
 reads the run's head hash and count, hashes each new event onto the chain
 (`lockgate.model.chain.event_hash`), inserts the rows, and stores the new
-head and count on the run. The transaction's write lock (BEGIN IMMEDIATE on
-SQLite) keeps two writers from forking a chain.
+head and count on the run. Two writers must never read the same head, or the
+chain forks: on SQLite the transaction's write lock (BEGIN IMMEDIATE) keeps
+them apart; on PostgreSQL the head is read `FOR NO KEY UPDATE`, so a second
+writer of the run waits for the first to commit and then reads its head.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from lockgate.model.chain import GENESIS, event_hash
+from lockgate.stores.metadata.records import finite
 from lockgate.stores.metadata.statements import Statements
 
 
@@ -25,6 +28,9 @@ def append(conn: sa.Connection, st: Statements, run_id: str, rows: list[dict[str
     head = found[0] if found and found[0] else GENESIS
     count = found[1] if found and found[1] else 0
     for row in rows:
+        if st.strict_json:
+            # Hash what PostgreSQL will store (NaN as null), or the chain would not verify.
+            row["payload"] = finite(row["payload"])
         head = event_hash(
             head,
             run_id,

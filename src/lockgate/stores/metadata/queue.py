@@ -1,19 +1,24 @@
 """The run queue, pool slots and API tokens, as a base class of `SqlMetadataStore`.
 
 Claims are safe with several servers on one database: on PostgreSQL the
-queued rows are read `FOR UPDATE SKIP LOCKED` and the pipeline (or pool)
-row is locked while its running runs (or held slots) are counted; on SQLite
-the write transaction (`BEGIN IMMEDIATE`) already serialises writers.
+queued rows are read `FOR NO KEY UPDATE SKIP LOCKED` (two claimers never see
+the same run), and the rows of the limited pipelines (or the pool) are locked,
+in id order so that claimers cannot deadlock, before their running runs (or
+held slots) are counted; READ COMMITTED then shows each claimer the claims
+committed before it got the lock. On SQLite the write transaction
+(`BEGIN IMMEDIATE`) already serialises writers.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
 
+from lockgate.errors import UsageError
 from lockgate.model.states import RunState
 from lockgate.ports.metadata import RunRecord, TokenRecord
 from lockgate.stores.metadata import records
@@ -25,6 +30,7 @@ from lockgate.stores.metadata.schema import (
     runs,
     tokens,
 )
+from lockgate.stores.metadata.statements import insert_ignore
 
 _RUNNING = RunState.RUNNING.value
 
@@ -40,9 +46,10 @@ class QueueMethods:
     def _read(self) -> contextlib.AbstractContextManager[sa.Connection]:
         raise NotImplementedError
 
-    def _locking(self, query: Any, *, skip_locked: bool = False) -> Any:
+    def _locking(self, query: Any, **lock: Any) -> Any:
+        # NO KEY UPDATE: the lock must not block inserts that reference the row.
         if self._dialect == "postgresql":
-            return query.with_for_update(skip_locked=skip_locked)
+            return query.with_for_update(key_share=True, **lock)
         return query
 
     # --- the run queue ------------------------------------------------------------
@@ -51,6 +58,8 @@ class QueueMethods:
         self, *, limits: Mapping[str, int], claimer: str, at: float, max_runs: int
     ) -> list[RunRecord]:
         """Claim queued runs, oldest first, within each pipeline's max_active_runs."""
+        if max_runs <= 0:
+            return []
         claimed: list[str] = []
         with self._tx() as conn:
             candidates = conn.execute(
@@ -61,28 +70,32 @@ class QueueMethods:
                     .order_by(runs.c.created_at, runs.c.id)
                     .limit(max_runs * 4 + 10),
                     skip_locked=True,
+                    of=runs,
                 )
             ).all()
+            limited = sorted({pid for _, pid, name in candidates if name in limits})
             active: dict[int, int] = {}
+            if limited:
+                # Lock the limited pipelines' rows so two servers never both see room.
+                conn.execute(
+                    self._locking(
+                        sa.select(pipelines.c.id)
+                        .where(pipelines.c.id.in_(limited))
+                        .order_by(pipelines.c.id)
+                    )
+                )
+                active = dict.fromkeys(limited, 0)
+                counted = conn.execute(
+                    sa.select(runs.c.pipeline_id, sa.func.count())
+                    .where(runs.c.pipeline_id.in_(limited), runs.c.status == _RUNNING)
+                    .group_by(runs.c.pipeline_id)
+                ).all()
+                active.update({pipeline_id: n for pipeline_id, n in counted})
             for run_id, pipeline_id, name in candidates:
                 if len(claimed) >= max_runs:
                     break
-                limit = limits.get(name)
-                if limit is not None:
-                    if pipeline_id not in active:
-                        # Lock the pipeline row so two servers never both see room.
-                        conn.execute(
-                            self._locking(
-                                sa.select(pipelines.c.id).where(pipelines.c.id == pipeline_id)
-                            )
-                        )
-                        active[pipeline_id] = conn.execute(
-                            sa.select(sa.func.count()).where(
-                                runs.c.pipeline_id == pipeline_id, runs.c.status == _RUNNING
-                            )
-                        ).scalar_one()
-                    if active[pipeline_id] >= limit:
-                        continue
+                if pipeline_id in active and active[pipeline_id] >= limits[name]:
+                    continue
                 changed = conn.execute(
                     runs.update()
                     .where(runs.c.id == run_id, runs.c.status == RunState.QUEUED.value)
@@ -107,16 +120,14 @@ class QueueMethods:
 
     def trigger_keys(self, pipeline: str, prefix: str) -> list[str]:
         """Trigger keys with this prefix among the pipeline's runs."""
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        # Not LIKE: SQLite's LIKE ignores case, PostgreSQL's does not.
+        starts = sa.func.substr(runs.c.trigger_key, 1, len(prefix)) == prefix
         with self._read() as conn:
             return list(
                 conn.execute(
                     sa.select(runs.c.trigger_key)
                     .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
-                    .where(
-                        pipelines.c.name == pipeline,
-                        runs.c.trigger_key.like(escaped + "%", escape="\\"),
-                    )
+                    .where(pipelines.c.name == pipeline, runs.c.trigger_key.is_not(None), starts)
                 ).scalars()
             )
 
@@ -142,13 +153,13 @@ class QueueMethods:
     ) -> bool:
         """Take a slot of `pool` if one is free (freeing those of dead runs first)."""
         with self._tx() as conn:
+            # The pool row is the lock every coordinator counts leases under; the first
+            # use creates it (two first uses at once: one inserts, the other waits).
+            conn.execute(insert_ignore(self._dialect, pools).values(name=pool, slots=slots))
             exists = conn.execute(
                 self._locking(sa.select(pools.c.slots).where(pools.c.name == pool))
-            ).first()
-            if exists is None:
-                conn.execute(pools.insert().values(name=pool, slots=slots))
-                conn.execute(self._locking(sa.select(pools.c.slots).where(pools.c.name == pool)))
-            elif exists.slots != slots:
+            ).one()
+            if exists.slots != slots:
                 conn.execute(pools.update().where(pools.c.name == pool).values(slots=slots))
             held = conn.execute(
                 sa.select(pool_leases.c.task_run_id).where(pool_leases.c.task_run_id == task_run_id)
@@ -182,12 +193,22 @@ class QueueMethods:
 
     def create_token(self, name: str, token_hash: str, scopes: Sequence[str], at: float) -> None:
         """Store a token hash under a unique name."""
-        with self._tx() as conn:
-            conn.execute(
-                tokens.insert().values(
-                    name=name, hash=token_hash, scopes=",".join(scopes), created_at=at
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    tokens.insert().values(
+                        name=name, hash=token_hash, scopes=",".join(scopes), created_at=at
+                    )
                 )
-            )
+        except sa.exc.IntegrityError:
+            if any(token.name == name for token in self.list_tokens()):
+                raise UsageError(
+                    f"an API token named {name!r} already exists (revoked ones keep their "
+                    "name); choose another name"
+                ) from None
+            raise UsageError(
+                f"this token is already stored under another name; generate a new one for {name!r}"
+            ) from None
 
     def find_token(self, token_hash: str, at: float) -> TokenRecord | None:
         """The unrevoked token with this hash, or None; stamps its last use."""
@@ -198,7 +219,7 @@ class QueueMethods:
             if row is None:
                 return None
             conn.execute(tokens.update().where(tokens.c.id == row.id).values(last_used_at=at))
-        return _token(row)
+        return replace(_token(row), last_used_at=at)
 
     def list_tokens(self) -> list[TokenRecord]:
         """Every token, newest first."""

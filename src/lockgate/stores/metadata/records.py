@@ -1,7 +1,15 @@
-"""Conversions between table rows and the port's frozen records."""
+"""Conversions between table rows and the port's frozen records, and JSON for columns.
+
+PostgreSQL's JSON type accepts only standard JSON, so NaN and infinities (a
+metric can be either) are stored as null there; SQLite keeps Python's `NaN`
+tokens. Event payloads are hashed in the form they are stored in (see
+`eventlog`), so the chain verifies on both.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +31,25 @@ ARTIFACT_REF_COLUMNS = (
     artifacts.c.length.label("a_length"),
     artifacts.c.inline.label("a_inline"),
 )
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside dicts and lists replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def strict_json(value: Any) -> str:
+    """JSON text any database accepts: non-finite floats become null."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(finite(value), allow_nan=False)
 
 
 def event_row(

@@ -5,11 +5,16 @@ result, the version its output creates, a gate's verdict and an alias move
 commit together. A version is created once per (kind, name, content): the
 same bytes return the existing version, so retries and re-runs never
 duplicate one. Every alias move is appended to `alias_events`.
+
+Numbering a version and moving an alias read then write; on PostgreSQL they
+hold an advisory lock per (kind, name) (`lock_names`) so that two runs
+registering the same model at once get versions n and n+1, not a unique
+violation. On SQLite the write transaction already serialises them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,8 +40,18 @@ from lockgate.stores.metadata.schema import (
     run_versions,
     task_runs,
 )
+from lockgate.stores.metadata.statements import advisory_lock
 
 _av = artifact_versions.c
+
+
+def lock_names(conn: sa.Connection, names: Iterable[tuple[str, str]]) -> None:
+    """Serialise version and alias writes of these (kind, name)s until the transaction ends.
+
+    Taken in sorted order, so two transactions locking several names cannot deadlock.
+    """
+    for kind, name in sorted(set(names)):
+        advisory_lock(conn, f"lockgate.registry:{kind}:{name}")
 
 
 def _versions_query() -> sa.Select[Any]:
@@ -135,6 +150,7 @@ def create_version(
     An existing version keeps its number; registering it again through a
     passing gate marks it gated and records the new scores.
     """
+    lock_names(conn, [(kind, name)])
     existing = conn.execute(
         sa.select(_av.id, _av.version, _av.gated).where(
             _av.kind == kind, _av.name == name, _av.sha256 == sha256
@@ -193,6 +209,7 @@ def move_alias(conn: sa.Connection, move: AliasMove, at: float) -> tuple[int, in
     Raises:
         RegistryError: no such model, version or content.
     """
+    lock_names(conn, [(move.kind, move.name)])
     if move.version is not None:
         target = resolve(conn, move.kind, move.name, move.version)
     elif move.sha256 is not None:

@@ -1,10 +1,17 @@
-"""The metadata store on SQL databases (SQLite by default; PostgreSQL later).
+"""The metadata store on SQL databases: SQLite (the default) and PostgreSQL.
 
 Each write method is one transaction. On SQLite every write transaction
 starts with `BEGIN IMMEDIATE`: deferred transactions that read then write
 lose updates to `database is locked` under concurrency (measured, see
 ../shared/RELIABILITY.md). Attempt writes are fenced by (task run, attempt)
 with conditional UPDATEs, so a repeated or late commit changes nothing.
+
+PostgreSQL runs at READ COMMITTED with many writers at once, so a write that
+reads before it writes locks first: a transaction on one run locks the run
+row (`FOR NO KEY UPDATE`) before anything else, registry names take advisory
+locks after it, and uniqueness (trigger keys, tokens) is left to unique
+constraints. Locks are always taken in that order, so writers wait, never
+deadlock.
 """
 
 from __future__ import annotations
@@ -82,14 +89,24 @@ class SqlMetadataStore(Reads, QueueMethods):
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
+        # The hot-path statements run on the DBAPI cursor (`statements.Raw`), so the
+        # driver's own exceptions arrive here unwrapped as well as SQLAlchemy's.
+        dbapi = self._writer.dialect.loaded_dbapi
         try:
             yield
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.OperationalError, sa.exc.DataError) as exc:
+            raise self._translate(exc.orig or exc) from exc
+        except (dbapi.OperationalError, dbapi.DataError) as exc:
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: sa.exc.OperationalError) -> MetadataError:
-        text = str(exc.orig).lower()
+    def _translate(self, exc: BaseException) -> MetadataError:
+        text = str(exc).lower()
         where = connect.describe(self.url)
+        if isinstance(exc, self._writer.dialect.loaded_dbapi.DataError):
+            return MetadataError(
+                f"metadata database {where} refused a value: {str(exc).strip()}. Names, "
+                "keys and paths have length limits (see docs/glossary.md); shorten it."
+            )
         if "locked" in text or "busy" in text:
             return MetadataBusyError(
                 f"metadata DB busy: waited {self.busy_timeout:.0f} s for the write lock on "
@@ -101,7 +118,7 @@ class SqlMetadataStore(Reads, QueueMethods):
                 f"no space left on the device holding the metadata DB {where}; free space, "
                 "then resume the run. Earlier commits are intact."
             )
-        return MetadataError(f"metadata database {where} failed: {exc.orig}")
+        return MetadataError(f"metadata database {where} failed: {str(exc).strip()}")
 
     def _writer_connection(self) -> sa.Connection:
         # One long-lived writer connection per thread: checking a connection out
@@ -119,10 +136,41 @@ class SqlMetadataStore(Reads, QueueMethods):
     def _tx(self) -> Iterator[sa.Connection]:
         with self._errors():
             conn = self._writer_connection()
-            with conn.begin():
-                yield conn
-                failpoints.hit("db.before_commit")
+            try:
+                with conn.begin():
+                    yield conn
+                    failpoints.hit("db.before_commit")
+            except BaseException:
+                self._drop_if_broken(conn)
+                raise
             failpoints.hit("db.after_commit_before_ack")
+
+    def _drop_if_broken(self, conn: sa.Connection) -> None:
+        # The writer connection is kept per thread, out of the pool, so the pool's
+        # pre-ping never sees it: a server restart would break every later write.
+        # Forget a dead one; the next transaction checks out a fresh (pinged) one.
+        if self._dialect == "sqlite":
+            return
+        raw = None if conn.invalidated else conn.connection.dbapi_connection
+        if (
+            raw is not None
+            and not getattr(raw, "closed", False)
+            and not getattr(raw, "broken", False)
+        ):
+            return
+        with self._lock:
+            if conn in self._open_writers:
+                self._open_writers.remove(conn)
+        self._local.writer = None
+        with contextlib.suppress(Exception):
+            conn.invalidate()
+            conn.close()
+
+    def _lock_run(self, conn: sa.Connection, run_id: str) -> Any:
+        """Lock the run's row on PostgreSQL (see the module docstring); its status row or None."""
+        if self._st.locks_rows:
+            return self._st.lock_run.first(conn, {"run": run_id})
+        return None
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sa.Connection]:
@@ -161,6 +209,7 @@ class SqlMetadataStore(Reads, QueueMethods):
     def record_approval(self, approval: Approval) -> None:
         """Record a decision on an approval node, once, with its event."""
         with self._tx() as conn:
+            self._lock_run(conn, approval.run_id)
             done = conn.execute(
                 sa.select(approvals.c.decision, approvals.c.by).where(
                     approvals.c.task_run_id == approval.task_run_id
@@ -339,6 +388,7 @@ class SqlMetadataStore(Reads, QueueMethods):
         """Create `count` item task runs for a map node once; return them all."""
         item = (task_runs.c.run_id == run_id) & (task_runs.c.node_id == node_id)
         with self._tx() as conn:
+            self._lock_run(conn, run_id)
             existing = conn.execute(
                 sa.select(sa.func.count()).where(item, task_runs.c.map_index >= 0)
             ).scalar_one()
@@ -396,6 +446,7 @@ class SqlMetadataStore(Reads, QueueMethods):
         done = [TaskState.SUCCEEDED.value, TaskState.CACHED.value]
         open_attempts = [AttemptState.QUEUED.value, AttemptState.RUNNING.value]
         with self._tx() as conn:
+            self._lock_run(conn, run_id)
             row = conn.execute(
                 sa.select(runs.c.status, runs.c.heartbeat_at, runs.c.created_at).where(
                     runs.c.id == run_id
@@ -489,6 +540,7 @@ class SqlMetadataStore(Reads, QueueMethods):
     def request_cancel(self, run_id: str, *, by: str, at: float) -> RunRecord:
         """Flag the run for cancellation; its coordinator acts on it between steps."""
         with self._tx() as conn:
+            self._lock_run(conn, run_id)
             status = conn.execute(sa.select(runs.c.status).where(runs.c.id == run_id)).scalar()
             if status is None:
                 raise RunNotFoundError(f"no run {run_id!r}; `lockgate runs` lists runs")
@@ -523,6 +575,7 @@ class SqlMetadataStore(Reads, QueueMethods):
         if not task_run_ids:
             return
         with self._tx() as conn:
+            self._lock_run(conn, run_id)
             open_ids = conn.execute(
                 sa.select(task_runs.c.id, task_runs.c.attempts).where(
                     task_runs.c.id.in_(list(task_run_ids)), task_runs.c.state.not_in(_TERMINAL)

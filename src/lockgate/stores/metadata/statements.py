@@ -6,10 +6,17 @@ needs to run it. The per-task statements are therefore built once, compiled
 to their dialect's SQL string once, and run straight on the DBAPI cursor of
 the transaction's connection (`Raw`), with JSON parameters serialized here.
 Everything else keeps using the Core.
+
+On PostgreSQL the run row is read `FOR NO KEY UPDATE` (`lock_run`, `run_head`):
+that lock is what serialises writers of one run there, as `BEGIN IMMEDIATE`
+does for the whole database on SQLite. NO KEY UPDATE, unlike FOR UPDATE, does
+not block inserts of rows that reference the run (their foreign key check
+takes KEY SHARE).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from lockgate.model.states import AttemptState, TaskState
+from lockgate.stores.metadata.records import strict_json
 from lockgate.stores.metadata.schema import (
     artifacts,
     attempts,
@@ -35,6 +43,17 @@ def insert_ignore(dialect: str, table: sa.Table) -> Any:
     """`INSERT ... ON CONFLICT DO NOTHING` for `table` in `dialect`."""
     module = postgresql if dialect == "postgresql" else sqlite
     return module.insert(table).on_conflict_do_nothing()
+
+
+def advisory_lock(conn: sa.Connection, label: str) -> None:
+    """On PostgreSQL, hold a lock named `label` until the transaction ends (no-op elsewhere).
+
+    For what has no row to lock yet: a model's version numbers, a new database's schema.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.blake2b(label.encode(), digest_size=8).digest(), signed=True)
+    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 class Raw:
@@ -61,6 +80,8 @@ class Raw:
         self.names: Sequence[str] | None = compiled.positiontup
         self.defaults: dict[str, Any] = dict(compiled.params)
         self.json_params = frozenset(json_params)
+        # PostgreSQL's JSON type refuses NaN; SQLite stores Python's tokens as they are.
+        self._dumps = json.dumps if dialect.name == "sqlite" else strict_json
         # For positional paramstyles (SQLite's qmark): each slot's name, default and
         # whether it is JSON, so a row becomes a tuple without building a dict.
         self._slots = [
@@ -72,13 +93,13 @@ class Raw:
             values = {**self.defaults, **params}
             for name in self.json_params:
                 if values.get(name) is not None:
-                    values[name] = json.dumps(values[name])
+                    values[name] = self._dumps(values[name])
             return values
         row = []
         for name, default, is_json in self._slots:
             value = params.get(name, default)
             if is_json and value is not None:
-                value = json.dumps(value)
+                value = self._dumps(value)
             row.append(value)
         return row
 
@@ -131,16 +152,23 @@ class Statements:
     def __init__(self, dialect: sa.Dialect) -> None:
         """Build and compile every statement for `dialect`."""
         name = dialect.name
+        # Only PostgreSQL needs row locks: SQLite's writers hold the database lock.
+        self.locks_rows = name == "postgresql"
+        # JSON columns take standard JSON only (no NaN) everywhere but SQLite.
+        self.strict_json = name != "sqlite"
         self.insert_event = Raw(events.insert(), dialect, keys=_EVENT_KEYS, json_params=["payload"])
         self.insert_attempt = Raw(attempts.insert(), dialect, keys=_ATTEMPT_KEYS)
         self.insert_artifact = Raw(insert_ignore(name, artifacts), dialect, keys=_ARTIFACT_KEYS)
         self.insert_edge = Raw(insert_ignore(name, lineage_edges), dialect, keys=_EDGE_KEYS)
-        self.run_head = Raw(
-            sa.select(runs.c.events_head, runs.c.event_count).where(
-                runs.c.id == sa.bindparam("run")
-            ),
-            dialect,
+        run_head = sa.select(runs.c.events_head, runs.c.event_count).where(
+            runs.c.id == sa.bindparam("run")
         )
+        lock_run = sa.select(runs.c.status).where(runs.c.id == sa.bindparam("run"))
+        if self.locks_rows:
+            run_head = run_head.with_for_update(key_share=True)
+            lock_run = lock_run.with_for_update(key_share=True)
+        self.run_head = Raw(run_head, dialect)
+        self.lock_run = Raw(lock_run, dialect)
         self.set_run_head = Raw(
             runs.update()
             .where(runs.c.id == sa.bindparam("run"))
