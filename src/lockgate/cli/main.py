@@ -148,7 +148,7 @@ def _drive(
 
 
 @cli.command()
-@click.argument("ref", metavar="PATH:PIPELINE")
+@click.argument("ref", metavar="PATH:PIPELINE|NAME")
 @click.option(
     "-p",
     "--param",
@@ -180,13 +180,21 @@ def run(
     run succeeded, 1 if it failed, 3 if an evaluation gate failed. Ctrl-C cancels
     the run (a second Ctrl-C stops at once); committed results are kept.
 
+    A bare NAME is a pipeline of the project (lockgate.toml [project] pipelines).
+
     Example: lockgate run pipelines.py:nightly -p day=2026-11-24
     """
-    pipeline = load_pipeline(ref)
-    bound = pipeline.bind_cli(params)
     workspace = _workspace(ctx)
-    source, _, name = ref.rpartition(":")
-    pipeline_ref = f"{Path(source).resolve()}:{name}" if source.endswith(".py") else ref
+    if ":" in ref or ref.endswith(".py") or workspace.project.path is None:
+        pipeline = load_pipeline(ref)
+        source, _, name = ref.rpartition(":")
+        pipeline_ref = f"{Path(source).resolve()}:{name}" if source.endswith(".py") else ref
+    else:
+        from lockgate.service.catalog import load_catalog
+
+        entry = load_catalog(workspace.project).get(ref)
+        pipeline, pipeline_ref = entry.pipeline, entry.ref
+    bound = pipeline.bind_cli(params)
     start = functools.partial(
         start_run,
         pipeline,
@@ -243,7 +251,7 @@ def resume(
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of outcomes.")
 @click.pass_context
 def recover(ctx: click.Context, executor: str, workers: int | None, as_json: bool) -> None:
-    """Resume every orphaned run: running or queued, but with a stale heartbeat.
+    """Resume every orphaned run: running, but with a stale heartbeat.
 
     A heartbeat is stale after LOCKGATE_HEARTBEAT_TIMEOUT seconds (default 30),
     for example after the coordinator was killed or the machine restarted.
@@ -473,22 +481,23 @@ def db_upgrade() -> None:
     """Migrate the metadata database to this lockgate's schema (back it up first)."""
     from lockgate.service.config import Settings
     from lockgate.service.database import upgrade_database
+    from lockgate.service.project import load
 
-    where, before, after = upgrade_database(Settings.from_env())
+    where, before, after = upgrade_database(Settings.from_env(project=load()))
     if before == after:
         out.print(f"{where} is already at schema revision {after}")
     else:
         out.print(f"{where} upgraded from {before or 'empty'} to schema revision {after}")
 
 
-def _register_lifecycle_commands() -> None:
-    from lockgate.cli.lifecycle import COMMANDS
+def _register_commands() -> None:
+    from lockgate.cli import cadences, lifecycle
 
-    for command in COMMANDS:
+    for command in [*lifecycle.COMMANDS, *cadences.COMMANDS]:
         cli.add_command(command)
 
 
-_register_lifecycle_commands()
+_register_commands()
 
 
 def main() -> None:

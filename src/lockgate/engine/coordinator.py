@@ -28,7 +28,7 @@ from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width,
 from lockgate.engine.listener import NullListener, RunListener
 from lockgate.engine.rules import decide
 from lockgate.engine.system import RUNNERS, SystemContext
-from lockgate.errors import VersionNotFoundError
+from lockgate.errors import ConfigError, VersionNotFoundError
 from lockgate.model.graph import Node
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import AttemptState, RunState, TaskState
@@ -51,6 +51,9 @@ from lockgate.ports.metadata import (
 #: How long an attempt's start may wait to be committed together with its end.
 START_DELAY = 0.1
 
+#: How often a run with tasks waiting for a pool slot asks for one again.
+POOL_POLL_INTERVAL = 0.2
+
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
@@ -59,6 +62,13 @@ class RunSpec:
     Attributes:
         pipeline_ref: how to load the pipeline's code again (for resume).
         no_cache: execute every node even when a cached result matches.
+        trigger_key: what started the run (a schedule tick, a version, a message);
+            unique per pipeline, so a trigger never starts two runs.
+        logical_date: the schedule tick (Unix seconds) the run stands for.
+        pins: `(kind, name) -> version` for latest-version references: the run
+            started by a new version consumes that version, not a later one.
+        queued: leave the run queued for `lockgate server` to launch (else it
+            is recorded as running, driven by the caller).
     """
 
     pipeline: Pipeline
@@ -69,6 +79,10 @@ class RunSpec:
     git_dirty: bool | None = None
     pipeline_ref: str | None = None
     no_cache: bool = False
+    trigger_key: str | None = None
+    logical_date: float | None = None
+    pins: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    queued: bool = False
 
 
 @dataclass(slots=True)
@@ -110,7 +124,7 @@ class Coordinator:
     def __init__(
         self,
         metadata: MetadataStore,
-        executor: Executor,
+        executor: Executor | None,
         *,
         clock: Clock | None = None,
         listener: RunListener | None = None,
@@ -118,12 +132,15 @@ class Coordinator:
         heartbeat_interval: float = 5.0,
         cancel_check_interval: float = 0.5,
         artifacts: ArtifactStore | None = None,
+        pools: Mapping[str, int] | None = None,
+        stale_after: float = 30.0,
     ) -> None:
         """Wire the coordinator to its ports.
 
         Args:
             metadata: where every state change is committed.
-            executor: where invocations run.
+            executor: where invocations run (None: this coordinator only creates
+                runs, for `lockgate server` to launch).
             clock: time source (tests inject one).
             listener: receives each committed change (progress display).
             rand: uniform [0, 1) samples for retry jitter.
@@ -133,21 +150,48 @@ class Coordinator:
                 for decisions on approval nodes that wait).
             artifacts: the artifact store, for the small inputs of system nodes
                 (gate scores, approval records); task data never passes through here.
+            pools: slots per named pool (`[pools]` in lockgate.toml); a task with
+                `pool=` waits queued until one of its pool's slots is free.
+            stale_after: seconds without a heartbeat after which a run's pool
+                slots are presumed abandoned (its coordinator died).
         """
         self.metadata = metadata
-        self.executor = executor
+        self._executor = executor
         self.clock = clock or SystemClock()
         self.listener = listener or NullListener()
         self.rand = rand
         self.heartbeat_interval = heartbeat_interval
         self.cancel_check_interval = cancel_check_interval
         self.artifacts = artifacts
+        self.pools = dict(pools or {})
+        self.stale_after = stale_after
+
+    @property
+    def executor(self) -> Executor:
+        """The executor runs are driven on."""
+        if self._executor is None:
+            raise RuntimeError("this coordinator has no executor: it only creates runs")
+        return self._executor
 
     def create(self, spec: RunSpec) -> tuple[str, list[TaskRunRecord]]:
-        """Record a new run with one pending task run per node; return its id."""
+        """Record a new run with one pending task run per node; return its id.
+
+        A run that would consume a named version older than the pipeline's
+        `max_input_age` is recorded and failed at once (`on_stale_input="fail"`),
+        naming the stale input; with "warn" the warning is recorded and it runs.
+
+        Raises:
+            ConfigError: a task uses a pool that is not configured.
+            VersionNotFoundError: a referenced version does not exist.
+            RunExistsError: `spec.trigger_key` already started a run.
+        """
         graph = spec.pipeline.graph
+        self._check_pools(spec.pipeline)
         run_id = spec.run_id or new_run_id(self.clock.now())
-        versions = [self._resolve(ref) for ref in graph.versions]
+        resolved = [self._resolve(ref, spec.pins) for ref in graph.versions]
+        now = self.clock.now()
+        stale = _stale_inputs(spec.pipeline, resolved, now)
+        state = RunState.QUEUED if spec.queued else RunState.RUNNING
         records = self.metadata.create_run(
             NewRun(
                 run_id=run_id,
@@ -156,30 +200,67 @@ class Coordinator:
                 graph=graph.to_dict(),
                 params=spec.pipeline.params_to_json(spec.params),
                 trigger=spec.trigger,
-                created_at=self.clock.now(),
+                created_at=now,
                 nodes=[(node.id, node.task.name) for node in graph],
                 git_sha=spec.git_sha,
                 git_dirty=spec.git_dirty,
                 pipeline_ref=spec.pipeline_ref,
-                versions=versions,
+                versions=[version for version, _ in resolved],
+                trigger_key=spec.trigger_key,
+                logical_date=spec.logical_date,
+                status=state,
             )
         )
-        self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=self.clock.now())
+        self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=now)
+        if stale:
+            self._stale(run_id, records, stale, spec.pipeline.options.on_stale_input)
         return run_id, records
 
-    def _resolve(self, ref: VersionRef) -> ResolvedVersion:
-        found = self.metadata.resolve_version(ref.kind, ref.name, ref.version)
+    def _check_pools(self, pipeline: Pipeline) -> None:
+        for node in pipeline.graph:
+            pool = node.task.spec.pool
+            if pool is not None and pool not in self.pools:
+                known = ", ".join(sorted(self.pools)) or "none"
+                raise ConfigError(
+                    f"task {node.task.name!r} (node {node.id!r} of pipeline "
+                    f"{pipeline.name!r}) uses pool {pool!r}, which is not configured "
+                    f"(pools: {known}); add `{pool} = 1` under [pools] in lockgate.toml"
+                )
+
+    def _stale(
+        self, run_id: str, records: list[TaskRunRecord], stale: list[str], action: str
+    ) -> None:
+        at = self.clock.now()
+        message = "stale input: " + "; ".join(stale)
+        if action == "warn":
+            self.metadata.record_warning(run_id, message, at)
+            return
+        reason = f"{message} (the pipeline's max_input_age); produce a fresh version first"
+        self.metadata.set_task_state(
+            run_id, [r.id for r in records], TaskState.SKIPPED, at, reason=reason
+        )
+        self.metadata.set_run_state(run_id, RunState.FAILED, at, error=reason)
+        self.listener.on_run(run_id=run_id, state=RunState.FAILED, at=at, error=reason)
+
+    def _resolve(
+        self, ref: VersionRef, pins: Mapping[tuple[str, str], int]
+    ) -> tuple[ResolvedVersion, float]:
+        wanted = ref.version if ref.version is not None else pins.get((ref.kind, ref.name))
+        found = self.metadata.resolve_version(ref.kind, ref.name, wanted)
         if found is None:
-            which = f"version {ref.version}" if ref.version else "version yet"
+            which = f"version {wanted}" if wanted else "version yet"
             raise VersionNotFoundError(
                 f"{ref.kind} {ref.name!r} has no {which}: run the pipeline that produces it "
                 f"first (`lockgate {ref.kind}s list` shows what exists)"
             )
-        return ResolvedVersion(ref.kind, ref.name, ref.version, found.version, found.ref)
+        resolved = ResolvedVersion(ref.kind, ref.name, ref.version, found.version, found.ref)
+        return resolved, found.created_at
 
     def run(self, spec: RunSpec) -> tuple[str, RunState]:
         """Create a run and drive it to a terminal state."""
         run_id, records = self.create(spec)
+        if self.metadata.get_run(run_id).status.terminal:
+            return run_id, RunState.FAILED  # a stale input failed it before it started
         return run_id, self.drive(spec.pipeline, spec.params, run_id, records, spec.no_cache)
 
     def drive(
@@ -198,6 +279,35 @@ class Coordinator:
         driver = _Driver(self, pipeline, params, run_id, records, no_cache)
         with Heartbeat(self.metadata, run_id, self.clock, self.heartbeat_interval):
             return driver.drive()
+
+
+def _stale_inputs(
+    pipeline: Pipeline, resolved: list[tuple[ResolvedVersion, float]], now: float
+) -> list[str]:
+    limit = pipeline.options.max_input_age
+    if limit is None:
+        return []
+    return [
+        f"{v.kind}:{v.name}@{v.version} is {format_age(now - created)} old "
+        f"(max_input_age {format_age(limit)})"
+        for v, created in resolved
+        if now - created > limit
+    ]
+
+
+def format_age(seconds: float) -> str:
+    """A duration for messages: `3d 4h`, `5h 2m`, `12m`, `40s`."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
 
 
 class _Driver:
@@ -232,6 +342,8 @@ class _Driver:
         self.failures: set[str] = set()
         self.batch = WriteBatch(at=0.0)
         self.to_submit: list[Invocation] = []
+        # Queued invocations of pooled tasks, submitted once a slot is taken.
+        self.pool_waiting: list[Invocation] = []
         self.flights: dict[str, _Flight] = {}
         self.retries: list[tuple[float, int, _Unit]] = []
         self._seq = itertools.count()
@@ -283,9 +395,13 @@ class _Driver:
                 self._launch_ready()
                 self._launch_due_retries()
                 self._maybe_flush()
+                if self.pool_waiting:
+                    self._take_slots()
                 if not self.flights and not self.retries and not self.ready:
                     break
                 timeout = next_cancel_check - clock.monotonic()
+                if self.pool_waiting:
+                    timeout = min(timeout, POOL_POLL_INTERVAL)
                 if self.retries:
                     timeout = min(timeout, self.retries[0][0] - clock.monotonic())
                 if self.batch.starts:
@@ -323,6 +439,28 @@ class _Driver:
         self._set_run(final, error=error)
         return final
 
+    def _take_slots(self) -> None:
+        """Submit pooled invocations whose pool has a free slot, in queue order."""
+        now = self.c.clock.now()
+        stale_before = now - self.c.stale_after
+        still: list[Invocation] = []
+        for invocation in self.pool_waiting:
+            pool = invocation.task.spec.pool
+            assert pool is not None
+            took = self.store.acquire_slot(
+                pool,
+                self.c.pools[pool],
+                invocation.task_run_id,
+                self.run_id,
+                now,
+                stale_before,
+            )
+            if took:
+                self.c.executor.submit(invocation)
+            else:
+                still.append(invocation)
+        self.pool_waiting = still
+
     def _maybe_flush(self) -> None:
         """Flush now unless the batch holds only attempt starts that can wait a little.
 
@@ -344,7 +482,10 @@ class _Driver:
             self._announce(self.batch)
             self.batch = WriteBatch(at=0.0)
         for invocation in self.to_submit:
-            self.c.executor.submit(invocation)
+            if invocation.task.spec.pool is None:
+                self.c.executor.submit(invocation)
+            else:
+                self.pool_waiting.append(invocation)  # submitted by _take_slots
         self.to_submit.clear()
 
     def _announce(self, batch: WriteBatch) -> None:
@@ -549,6 +690,8 @@ class _Driver:
         unit = flight.unit
         failpoints.hit("task.after_return_before_commit", flight.invocation.label)
         spec = unit.node.task.spec
+        if spec.pool is not None:
+            self.batch.releases.append(unit.tr_id)
         decision = decide(spec.retry, unit.attempt - unit.base, outcome, self.c.rand())
         error = outcome.error
         if outcome.timed_out and error is None:
@@ -644,6 +787,9 @@ class _Driver:
 
     def _cancel(self, reason: str) -> None:
         """Stop everything in flight, keep what finished, record the run as cancelled."""
+        for invocation in self.pool_waiting:  # never submitted: nothing to stop
+            self.flights.pop(invocation.key, None)
+        self.pool_waiting.clear()
         for key in list(self.flights):
             self.c.executor.cancel(key)
         # The executor reports every cancelled invocation (after killing its
@@ -675,6 +821,8 @@ class _Driver:
         if flight is None:
             return
         unit = flight.unit
+        if unit.node.task.spec.pool is not None:
+            self.batch.releases.append(unit.tr_id)
         ok = outcome.ok
         unit.state = TaskState.SUCCEEDED if ok else TaskState.CANCELLED
         if ok:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lockgate.errors import InvalidPolicyError
@@ -60,6 +60,36 @@ class Schedule:
                 return
             yield moment.astimezone(UTC)
 
+    def due(self, after: datetime | None, now: datetime) -> tuple[list[datetime], int]:
+        """The ticks to create at `now`, oldest first, and how many missed ones were dropped.
+
+        Only ticks after `after` (the newest tick that already has a run) and at
+        or before `now` count. Without catchup that is the latest one; with it,
+        the latest `max_catchup`. With no `after` (a schedule that never fired)
+        nothing is due: a new schedule starts now instead of replaying its past.
+        Walking backwards from `now` keeps this cheap however long the downtime.
+        """
+        if after is None:
+            return [], 0
+        from cronsim import CronSim
+
+        zone = ZoneInfo(self.timezone)
+        wanted = self.max_catchup if self.catchup else 1
+        found: list[datetime] = []
+        start = (now + timedelta(microseconds=1)).astimezone(zone)
+        dropped = 0
+        for moment in CronSim(self.cron, start, reverse=True):
+            if moment <= after:
+                break
+            if len(found) < wanted:
+                found.append(moment.astimezone(UTC))
+            else:
+                dropped += 1
+                if dropped >= _COUNT_LIMIT:
+                    break
+        found.reverse()
+        return found, dropped
+
     def next_ticks(self, after: datetime, count: int) -> list[datetime]:
         """The next `count` fire times after `after`, in the schedule's timezone."""
         from cronsim import CronSim
@@ -71,6 +101,23 @@ class Schedule:
             if len(found) == count:
                 break
         return found
+
+    def previous_tick(self, before: datetime) -> datetime:
+        """The latest fire time at or before `before`, as UTC."""
+        from cronsim import CronSim
+
+        start = (before + timedelta(microseconds=1)).astimezone(ZoneInfo(self.timezone))
+        return next(iter(CronSim(self.cron, start, reverse=True))).astimezone(UTC)
+
+
+#: Counting dropped catchup ticks stops here (an every-second schedule down for a week).
+_COUNT_LIMIT = 100_000
+
+
+def tick_key(tick: datetime) -> str:
+    """The trigger key of a schedule tick: one run per pipeline and tick, however
+    many schedulers (or backfills) ask for it."""
+    return "schedule:" + tick.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_schedule(

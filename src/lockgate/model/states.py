@@ -86,6 +86,7 @@ class EventKind(StrEnum):
     RUN_RESUMED = "run_resumed"
     RUN_CANCEL_REQUESTED = "run_cancel_requested"
     RUN_WAITING = "run_waiting"
+    RUN_WARNING = "run_warning"
     TASK_QUEUED = "task_queued"
     TASK_STARTED = "task_started"
     TASK_SUCCEEDED = "task_succeeded"
@@ -128,3 +129,5 @@ class Trigger(StrEnum):
     SCHEDULE = "schedule"
     SENSOR = "sensor"
     RECOVER = "recover"
+    BACKFILL = "backfill"
+    MESSAGE = "message"

@@ -101,8 +101,11 @@ class RunRecord:
     claimed_by: str | None = None
 
     def stale(self, now: float, timeout: float) -> bool:
-        """True if the run claims to be active but its coordinator stopped beating."""
-        if self.status not in (RunState.RUNNING, RunState.QUEUED):
+        """True if the run claims to be running but its coordinator stopped beating.
+
+        A queued run waits for `lockgate server` to launch it: never stale.
+        """
+        if self.status is not RunState.RUNNING:
             return False
         last = self.heartbeat_at if self.heartbeat_at is not None else self.created_at
         return now - last > timeout
@@ -655,6 +658,10 @@ class MetadataStore(Protocol):
 
     def approvals(self, run_id: str) -> list[Approval]:
         """The decisions recorded for the run's approval nodes."""
+        ...
+
+    def record_warning(self, run_id: str, message: str, at: float) -> None:
+        """Record a `run_warning` event (a stale input the pipeline tolerates)."""
         ...
 
     def event_chain(

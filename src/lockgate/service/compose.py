@@ -14,6 +14,8 @@ from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import MetadataStore
 from lockgate.service.config import Settings
+from lockgate.service.project import Project
+from lockgate.service.project import load as load_project
 
 EXECUTORS = ("process", "inline")
 DEFAULT_EXECUTOR = "process"
@@ -22,9 +24,21 @@ DEFAULT_EXECUTOR = "process"
 class Workspace:
     """One installation's stores, opened on first use."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        """Use `settings` (default: read from the environment)."""
-        self.settings = settings or Settings.from_env()
+    def __init__(self, settings: Settings | None = None, project: Project | None = None) -> None:
+        """Use `settings` (default: the environment, then lockgate.toml).
+
+        Args:
+            settings: where state lives.
+            project: the parsed lockgate.toml (default: found from the cwd).
+        """
+        if project is not None:
+            self.__dict__["project"] = project
+        self.settings = settings or Settings.from_env(project=self.project)
+
+    @cached_property
+    def project(self) -> Project:
+        """The project's lockgate.toml (pools, server, OpenLineage), read on first use."""
+        return load_project()
 
     @cached_property
     def metadata(self) -> MetadataStore:

@@ -1,4 +1,7 @@
-"""Settings from the environment: where state lives and how liveness is judged.
+"""Settings: where state lives and how liveness is judged.
+
+Environment variables win over `lockgate.toml` ([project] home, [database]
+url, [artifacts] root), which wins over the defaults below.
 
 LOCKGATE_HOME                 state directory (default: ./.lockgate)
 LOCKGATE_DB_URL               metadata database URL (default: SQLite file in LOCKGATE_HOME)
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lockgate.errors import ConfigError
+from lockgate.service.project import Project
 
 _VARIABLES = (
     "LOCKGATE_HOME",
@@ -43,9 +47,15 @@ class Settings:
 
     @classmethod
     def from_env(
-        cls, env: Mapping[str, str] | None = None, *, home: str | Path | None = None
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        home: str | Path | None = None,
+        project: Project | None = None,
     ) -> Settings:
-        """Read settings from `env` (default: os.environ); `home` overrides LOCKGATE_HOME.
+        """Read settings from `env` (default: os.environ), then `project`'s config.
+
+        `home` overrides both LOCKGATE_HOME and the config's [project] home.
 
         Raises:
             ConfigError: a variable is set but empty or not a valid number, or the
@@ -55,8 +65,13 @@ class Settings:
         for name in _VARIABLES:
             if name in env and not env[name].strip():
                 raise ConfigError(f"{name} is set but empty; unset it or give it a value")
-        root = Path(home if home is not None else env.get("LOCKGATE_HOME", ".lockgate"))
-        root = root.expanduser().absolute()
+        project = project or Project()
+        if home is None:
+            home = env.get("LOCKGATE_HOME") or project.home
+        if home is None:
+            # With a config file, state lives beside it wherever the command runs.
+            home = project.path.parent / ".lockgate" if project.path else ".lockgate"
+        root = Path(home).expanduser().absolute()
         interval = _seconds(env, "LOCKGATE_HEARTBEAT_INTERVAL", 5.0)
         timeout = _seconds(env, "LOCKGATE_HEARTBEAT_TIMEOUT", 30.0)
         if timeout <= interval:
@@ -66,8 +81,14 @@ class Settings:
             )
         return cls(
             home=root,
-            db_url=env.get("LOCKGATE_DB_URL") or f"sqlite:///{root / 'lockgate.db'}",
-            artifact_root=env.get("LOCKGATE_ARTIFACT_ROOT") or str(root / "artifacts"),
+            db_url=(
+                env.get("LOCKGATE_DB_URL") or project.db_url or f"sqlite:///{root / 'lockgate.db'}"
+            ),
+            artifact_root=(
+                env.get("LOCKGATE_ARTIFACT_ROOT")
+                or project.artifact_root
+                or str(root / "artifacts")
+            ),
             logs_root=env.get("LOCKGATE_LOGS_ROOT") or str(root / "logs"),
             heartbeat_interval=interval,
             heartbeat_timeout=timeout,

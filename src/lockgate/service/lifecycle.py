@@ -12,19 +12,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lockgate.engine.listener import Listeners, RunListener
+from lockgate.engine.listener import RunListener
 from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.metadata import Approval, RunRecord
 from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.loader import load_pipeline
-from lockgate.service.openlineage import OpenLineageEmitter
-from lockgate.service.project import load as load_project
-from lockgate.service.runs import RunResult, coordinator, read_run
+from lockgate.service.runs import RunResult, coordinator, lineage_listener, read_run
 
 
-def _pipeline_for(record: RunRecord, pipeline: Pipeline | None) -> Pipeline:
+def pipeline_for(record: RunRecord, pipeline: Pipeline | None) -> Pipeline:
+    """The run's pipeline: `pipeline` if given, else loaded from the recorded ref.
+
+    Raises:
+        RunStateError: it cannot be loaded again, or its code changed since the run.
+    """
     if pipeline is None:
         if not record.pipeline_ref:
             raise RunStateError(
@@ -73,12 +76,9 @@ def resume_run(
         RunStateError: the run succeeded, is still driven by a live coordinator,
             or its code changed since it ran.
     """
-    project = load_project()
-    if project.openlineage.enabled:
-        emitter = OpenLineageEmitter(workspace.metadata, project.openlineage, config=project.path)
-        listener = Listeners(listener, emitter)
+    listener = lineage_listener(workspace, listener)
     record = workspace.metadata.get_run(run_id)
-    target = _pipeline_for(record, pipeline)
+    target = pipeline_for(record, pipeline)
     params = target.params_from_json(record.params)
     now = time.time()
     records = workspace.metadata.resume_run(
@@ -105,15 +105,11 @@ class Recovery:
 
 
 def orphaned_runs(workspace: Workspace) -> list[RunRecord]:
-    """Runs that claim to be running or queued but whose coordinator stopped beating."""
+    """Runs that claim to be running but whose coordinator stopped beating."""
     now = time.time()
     timeout = workspace.settings.heartbeat_timeout
-    found = []
-    for status in (RunState.RUNNING, RunState.QUEUED):
-        for record in workspace.metadata.list_runs(limit=10_000, status=status):
-            if record.stale(now, timeout):
-                found.append(record)
-    return sorted(found, key=lambda r: r.created_at)
+    running = workspace.metadata.list_runs(limit=10_000, status=RunState.RUNNING)
+    return sorted((r for r in running if r.stale(now, timeout)), key=lambda r: r.created_at)
 
 
 def recover_runs(

@@ -2,12 +2,34 @@
 
 `LOCKGATE_CONFIG` names the file explicitly. Without a file every setting
 keeps its default. Unknown sections or keys, and values of the wrong type,
-are errors that name the file and the key (syntax errors name the line too),
-so a typo never silently turns a feature off.
+are errors that name the file, the line and the key, so a typo never
+silently turns a feature off. Relative paths are relative to the file.
+
+    [project]
+    pipelines = ["pipelines.py", "my_team.pipelines"]  # files or importable modules
+    home = ".lockgate"            # state directory (LOCKGATE_HOME wins)
+
+    [database]
+    url = "postgresql+psycopg://lockgate@127.0.0.1/lockgate"   # LOCKGATE_DB_URL wins
+
+    [artifacts]
+    root = "/srv/lockgate/artifacts"                          # LOCKGATE_ARTIFACT_ROOT wins
+
+    [server]
+    host = "127.0.0.1"            # a non-loopback host needs at least one API token
+    port = 8787
+    max_concurrent_runs = 4       # runs this server drives at once
+    poll_interval = 1.0           # seconds between scheduler/launcher passes
+    drain_timeout = 60            # SIGTERM: seconds running runs get to finish
+    executor = "process"          # how launched runs execute their tasks
+    workers = 2                   # process pool size per run
+
+    [pools]
+    gpu = 1                       # @lg.task(pool="gpu"): one at a time, across runs
 
     [openlineage]
     transport = "file"            # off (default) | console | file | http
-    path = "lineage.ndjson"       # for file, relative to the config file
+    path = "lineage.ndjson"       # for file
     url = "http://127.0.0.1:5000" # for http
     namespace = "lockgate"        # the OpenLineage job namespace
 """
@@ -45,10 +67,34 @@ class OpenLineageSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """How `lockgate server` listens and launches runs."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    max_concurrent_runs: int = 4
+    poll_interval: float = 1.0
+    drain_timeout: float = 60.0
+    executor: str = "process"
+    workers: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Project:
-    """A parsed `lockgate.toml` (or the defaults when there is none)."""
+    """A parsed `lockgate.toml` (or the defaults when there is none).
+
+    Attributes:
+        pipelines: where pipelines are defined: .py files (absolute) or module names.
+        home, db_url, artifact_root: storage settings (environment variables win).
+    """
 
     path: Path | None = None
+    pipelines: tuple[str, ...] = ()
+    home: Path | None = None
+    db_url: str | None = None
+    artifact_root: str | None = None
+    server: ServerSettings = field(default_factory=ServerSettings)
+    pools: Mapping[str, int] = field(default_factory=dict)
     openlineage: OpenLineageSettings = field(default_factory=OpenLineageSettings)
 
 
@@ -74,45 +120,175 @@ def load(start: Path | None = None, env: Mapping[str, str] | None = None) -> Pro
 
     Raises:
         ConfigError: the file does not parse, or has an unknown section, key or
-            a value of the wrong type; the message names the file and the key.
+            a value of the wrong type; the message names the file, line and key.
     """
     path = find(start, env)
     if path is None:
         return Project()
+    return parse(path)
+
+
+def parse(path: Path) -> Project:
+    """Parse one config file (see the module docstring for its sections)."""
+    text = path.read_text(encoding="utf-8")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    known = {"openlineage"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(
-            f"{path}: unknown section [{unknown[0]}]; known sections: {', '.join(sorted(known))}"
-        )
-    return Project(path=path, openlineage=_openlineage(path, data.get("openlineage", {})))
-
-
-def _openlineage(path: Path, section: Any) -> OpenLineageSettings:
-    where = f"{path}: [openlineage]"
-    if not isinstance(section, dict):
-        raise ConfigError(f"{where} must be a table")
-    allowed = {"transport", "path", "url", "endpoint", "api_key", "namespace"}
-    for key, value in section.items():
-        if key not in allowed:
+    where = _Where(path, text)
+    known = {"project", "database", "artifacts", "server", "pools", "openlineage"}
+    for name, section in data.items():
+        if name not in known:
             raise ConfigError(
-                f"{where} has unknown key {key!r}; known: {', '.join(sorted(allowed))}"
+                f"{where.at(name)}: unknown section [{name}]; known sections: "
+                f"{', '.join(sorted(known))}"
             )
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where} {key} must be a non-empty string, got {value!r}")
+        if not isinstance(section, dict):
+            raise ConfigError(f"{where.at(name)}: {name} must be a table ([{name}])")
+    project = _section(where, data, "project", {"pipelines": list, "home": str})
+    database = _section(where, data, "database", {"url": str})
+    artifacts = _section(where, data, "artifacts", {"root": str})
+    server = _server(where, data)
+    pipelines = []
+    for entry in project.get("pipelines", []):
+        if not isinstance(entry, str) or not entry:
+            raise ConfigError(
+                f"{where.at('project', 'pipelines')}: [project] pipelines must list files "
+                f"(pipelines.py) or module names (my_team.pipelines), got {entry!r}"
+            )
+        pipelines.append(_pipeline_source(path, entry))
+    return Project(
+        path=path,
+        pipelines=tuple(pipelines),
+        home=_relative(path, project["home"]) if "home" in project else None,
+        db_url=database.get("url"),
+        artifact_root=(
+            str(_relative(path, artifacts["root"]))
+            if "root" in artifacts and "://" not in artifacts["root"]
+            else artifacts.get("root")
+        ),
+        server=server,
+        pools=_pools(where, data.get("pools", {})),
+        openlineage=_openlineage(path, where, data.get("openlineage", {})),
+    )
+
+
+class _Where:
+    """Names a key's place in the file: `path:LINE [section] key`."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line(self, section: str, key: str | None = None) -> int | None:
+        current = None
+        for number, raw in enumerate(self.lines, 1):
+            line = raw.strip()
+            if line.startswith("[") and not line.startswith("[["):
+                current = line.strip("[]").strip()
+                if key is None and current == section:
+                    return number
+            elif key is not None and current == section:
+                name = line.split("=", 1)[0].strip().strip('"').strip("'")
+                if "=" in line and name == key:
+                    return number
+        return None
+
+    def at(self, section: str, key: str | None = None) -> str:
+        number = self.line(section, key)
+        place = f"{self.path}:{number}" if number else str(self.path)
+        return f"{place}: [{section}]" + (f" {key}" if key else "")
+
+
+def _section(where: _Where, data: Mapping[str, Any], name: str, keys: dict[str, type]) -> Any:
+    section = data.get(name, {})
+    for key, value in section.items():
+        if key not in keys:
+            raise ConfigError(
+                f"{where.at(name, key)}: unknown key {key!r}; known: {', '.join(sorted(keys))}"
+            )
+        expected = keys[key]
+        if not isinstance(value, expected) or isinstance(value, bool) or value in ("", []):
+            what = "a non-empty list" if expected is list else "a non-empty string"
+            raise ConfigError(f"{where.at(name, key)} must be {what}, got {value!r}")
+    return section
+
+
+def _number(where: _Where, section: str, key: str, value: Any, *, integer: bool) -> Any:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        what = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{where.at(section, key)} must be {what}, got {value!r}")
+    return value
+
+
+def _server(where: _Where, data: Mapping[str, Any]) -> ServerSettings:
+    section = data.get("server", {})
+    defaults = ServerSettings()
+    values: dict[str, Any] = {}
+    integers = {"port", "max_concurrent_runs", "workers"}
+    numbers = {"poll_interval", "drain_timeout"}
+    strings = {"host", "executor"}
+    for key, value in section.items():
+        if key in integers:
+            values[key] = _number(where, "server", key, value, integer=True)
+        elif key in numbers:
+            values[key] = float(_number(where, "server", key, value, integer=False))
+        elif key in strings:
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{where.at('server', key)} must be a non-empty string")
+            values[key] = value
+        else:
+            known = ", ".join(sorted(integers | numbers | strings))
+            raise ConfigError(f"{where.at('server', key)}: unknown key {key!r}; known: {known}")
+    if values.get("port", defaults.port) > 65535:
+        raise ConfigError(f"{where.at('server', 'port')} must be at most 65535")
+    if values.get("executor", defaults.executor) not in ("process", "inline"):
+        raise ConfigError(f"{where.at('server', 'executor')} must be 'process' or 'inline'")
+    return ServerSettings(**values)
+
+
+def _pools(where: _Where, section: Mapping[str, Any]) -> dict[str, int]:
+    pools = {}
+    for name, slots in section.items():
+        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
+            raise ConfigError(
+                f"{where.at('pools', name)}: pool {name!r} needs a whole number of slots "
+                f">= 1 (e.g. {name} = 1), got {slots!r}"
+            )
+        pools[name] = slots
+    return pools
+
+
+def _relative(path: Path, value: str) -> Path:
+    target = Path(value).expanduser()
+    return target if target.is_absolute() else (path.parent / target).resolve()
+
+
+def _pipeline_source(path: Path, entry: str) -> str:
+    """A file entry made absolute; a module name kept as it is."""
+    if entry.endswith(".py") or "/" in entry:
+        return str(_relative(path, entry))
+    return entry
+
+
+def _openlineage(path: Path, where: _Where, section: Any) -> OpenLineageSettings:
+    allowed = {"transport", "path", "url", "endpoint", "api_key", "namespace"}
+    _section(where, {"openlineage": section}, "openlineage", dict.fromkeys(allowed, str))
     transport = section.get("transport", "off")
     if transport not in TRANSPORTS:
         raise ConfigError(
-            f"{where} transport = {transport!r}; choose one of {', '.join(TRANSPORTS)}"
+            f"{where.at('openlineage', 'transport')} = {transport!r}; choose one of "
+            f"{', '.join(TRANSPORTS)}"
         )
     if transport == "file" and "path" not in section:
-        raise ConfigError(f"{where} transport = 'file' needs path = 'lineage.ndjson'")
+        raise ConfigError(
+            f"{where.at('openlineage', 'transport')} = 'file' needs path = 'lineage.ndjson'"
+        )
     if transport == "http" and "url" not in section:
-        raise ConfigError(f"{where} transport = 'http' needs url = 'http://host:port'")
+        raise ConfigError(
+            f"{where.at('openlineage', 'transport')} = 'http' needs url = 'http://host:port'"
+        )
     file_path = None
     if "path" in section:
         file_path = Path(section["path"])

@@ -21,7 +21,6 @@ from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
 from lockgate.service.gitinfo import git_state
 from lockgate.service.loader import LOADED_BY_PATH
 from lockgate.service.openlineage import OpenLineageEmitter
-from lockgate.service.project import load as load_project
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +206,18 @@ def coordinator(
         listener=listener,
         heartbeat_interval=workspace.settings.heartbeat_interval,
         artifacts=workspace.artifacts,
+        pools=workspace.project.pools,
+        stale_after=workspace.settings.heartbeat_timeout,
     )
+
+
+def lineage_listener(workspace: Workspace, listener: RunListener | None) -> RunListener | None:
+    """`listener`, plus an OpenLineage emitter when lockgate.toml turns one on."""
+    project = workspace.project
+    if not project.openlineage.enabled:
+        return listener
+    emitter = OpenLineageEmitter(workspace.metadata, project.openlineage, config=project.path)
+    return Listeners(listener, emitter)
 
 
 def start_run(
@@ -227,10 +237,7 @@ def start_run(
     The Git commit of the file that defines the pipeline, and how to load the
     pipeline again (for resume), are recorded with the run.
     """
-    project = load_project()
-    if project.openlineage.enabled:
-        emitter = OpenLineageEmitter(workspace.metadata, project.openlineage, config=project.path)
-        listener = Listeners(listener, emitter)
+    listener = lineage_listener(workspace, listener)
     try:
         source = inspect.getsourcefile(pipeline.fn)
     except TypeError:

@@ -1,0 +1,198 @@
+"""`lockgate server`: the scheduler loop, the run launcher and the HTTP API in one process.
+
+The loop runs in a thread: every `poll_interval` it queues due schedule
+ticks, fires data sensors and message triggers, then launches queued runs
+(and takes over orphaned ones) up to `max_concurrent_runs`. uvicorn serves
+the API in the main thread and owns SIGINT/SIGTERM; when it returns, the
+server drains: no new launches, running runs get `drain_timeout` seconds,
+and any still running are stopped and left resumable.
+
+Several servers may share one PostgreSQL database: every step above is
+safe to race (unique trigger keys, SKIP LOCKED claims, locked pool counts).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lockgate.errors import ConfigError, LockgateError
+from lockgate.server.state import ServerState
+from lockgate.service.catalog import Catalog, load_catalog
+from lockgate.service.compose import Workspace
+from lockgate.service.launcher import Launcher, server_id
+from lockgate.service.messages import message_sources
+from lockgate.service.scheduler import SchedulerState, schedule_pass
+from lockgate.service.sensors import sensor_pass
+
+log = logging.getLogger("lockgate.server")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    """How one server listens and launches (from [server] in lockgate.toml and flags)."""
+
+    host: str
+    port: int
+    poll_interval: float
+    max_concurrent_runs: int
+    drain_timeout: float
+    executor: str
+    workers: int | None
+
+
+def options_for(workspace: Workspace, **overrides: object) -> ServeOptions:
+    """[server] settings with command-line overrides (None means: keep the setting)."""
+    server = workspace.project.server
+    values = {
+        "host": server.host,
+        "port": server.port,
+        "poll_interval": server.poll_interval,
+        "max_concurrent_runs": server.max_concurrent_runs,
+        "drain_timeout": server.drain_timeout,
+        "executor": server.executor,
+        "workers": server.workers,
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return ServeOptions(**values)  # type: ignore[arg-type]
+
+
+def check_bind(workspace: Workspace, host: str) -> None:
+    """Refuse to listen beyond loopback while no API token exists.
+
+    Raises:
+        ConfigError: a non-loopback host and no live token.
+    """
+    if _loopback(host):
+        return
+    if not any(t.revoked_at is None for t in workspace.metadata.list_tokens()):
+        raise ConfigError(
+            f"refusing to listen on {host}: it is reachable from other machines and no "
+            "API token exists yet. Create one (`lockgate token create NAME`) first, or "
+            "bind to 127.0.0.1 (the default)"
+        )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Server:
+    """One `lockgate server` process."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        options: ServeOptions,
+        *,
+        catalog: Catalog | None = None,
+        on_ready: Callable[[ServerState], None] | None = None,
+    ) -> None:
+        """Load the project's pipelines and prepare (nothing runs until `serve`).
+
+        Raises:
+            ConfigError: no lockgate.toml, no pipelines, or an unsafe bind.
+        """
+        self.workspace = workspace
+        self.options = options
+        catalog = catalog or load_catalog(workspace.project)
+        name = server_id()
+        launcher = Launcher(
+            workspace,
+            claimer=name,
+            max_concurrent=options.max_concurrent_runs,
+            limits=catalog.limits(),
+            executor=options.executor,
+            workers=options.workers,
+        )
+        self.state = ServerState(workspace, catalog, name, launcher)
+        self.scheduler = SchedulerState()
+        self.wake = self.state.wake
+        self.sources = message_sources(workspace, catalog, name, self.wake.set)
+        self.on_ready = on_ready
+        check_bind(workspace, options.host)
+
+    def loop_once(self, now: dt.datetime | None = None) -> None:
+        """One pass: schedules, sensors, messages, then launches."""
+        state = self.state
+        now = now or dt.datetime.now(dt.UTC)
+        steps: list[tuple[str, Callable[[], object]]] = [
+            (
+                "schedules",
+                lambda: schedule_pass(self.workspace, state.catalog, now, self.scheduler),
+            ),
+            ("sensors", lambda: sensor_pass(self.workspace, state.catalog)),
+        ]
+        if not state.stopping.is_set():
+            steps.append(("launcher", state.launcher.launch_pass))
+        for what, step in steps:
+            if state.stopping.is_set() and what != "launcher":
+                break
+            try:
+                step()
+            except LockgateError as exc:
+                log.error("%s: %s", what, exc)
+            except Exception:  # a bug in one step must not stop the server
+                log.exception("%s failed", what)
+        state.passes += 1
+        state.last_pass = time.time()
+
+    def _loop(self) -> None:
+        while not self.state.stopping.is_set():
+            started = time.monotonic()
+            self.wake.clear()
+            self.loop_once()
+            rest = self.options.poll_interval - (time.monotonic() - started)
+            # A new message or API trigger sets `wake`: its run launches at once.
+            self.wake.wait(max(0.0, rest))
+
+    def serve(self) -> list[str]:
+        """Run until SIGINT/SIGTERM, then drain; return runs left resumable."""
+        import uvicorn
+
+        from lockgate.server.api import create_app
+
+        app = create_app(self.state)
+        config = uvicorn.Config(
+            app,
+            host=self.options.host,
+            port=self.options.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        http = uvicorn.Server(config)
+        loop = threading.Thread(target=self._loop, name="lockgate-scheduler", daemon=True)
+        loop.start()
+        for source in self.sources:
+            source.start()
+        if self.on_ready is not None:
+            self.on_ready(self.state)
+        try:
+            http.run()
+        finally:
+            left = self.stop()
+            loop.join(timeout=self.options.poll_interval + 30)
+        return left
+
+    def stop(self) -> list[str]:
+        """Stop the loop and drain the launcher; return runs left resumable."""
+        for source in self.sources:  # no new runs from messages while draining
+            source.close()
+        self.state.stopping.set()
+        self.wake.set()
+        log.info("draining: waiting up to %gs for running runs", self.options.drain_timeout)
+        left = self.state.launcher.drain(self.options.drain_timeout)
+        if left:
+            log.warning("left resumable (the next server resumes them): %s", ", ".join(left))
+        return left

@@ -1,0 +1,42 @@
+"""What the scheduler loop and the HTTP API of one server share."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lockgate.service.catalog import Catalog
+from lockgate.service.compose import Workspace
+from lockgate.service.launcher import Launcher
+
+
+@dataclass
+class ServerState:
+    """One server's workspace, pipelines, launcher and liveness."""
+
+    workspace: Workspace
+    catalog: Catalog
+    server_id: str
+    launcher: Launcher
+    started_at: float = field(default_factory=time.time)
+    last_pass: float | None = None
+    passes: int = 0
+    stopping: threading.Event = field(default_factory=threading.Event)
+    wake: threading.Event = field(default_factory=threading.Event)
+
+    def health(self) -> dict[str, Any]:
+        """What `GET /healthz` answers."""
+        return {
+            "status": "draining" if self.stopping.is_set() else "ok",
+            "server": self.server_id,
+            "pipelines": sorted(e.pipeline.name for e in self.catalog),
+            "driving": sorted(self.launcher.children),
+            "launched": self.launcher.launched,
+            "passes": self.passes,
+            "last_pass_age_s": (
+                None if self.last_pass is None else round(time.time() - self.last_pass, 3)
+            ),
+            "uptime_s": round(time.time() - self.started_at, 3),
+        }

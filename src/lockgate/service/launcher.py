@@ -1,0 +1,258 @@
+"""The run launcher: queued and orphaned runs, each driven in its own subprocess.
+
+A server claims queued runs (`MetadataStore.claim_queued`: one claimer per
+run, within each pipeline's `max_active_runs`) and takes over orphaned ones
+(a running run whose heartbeat went stale: `MetadataStore.resume_run` lets
+exactly one server win). Each is driven by `lockgate _drive RUN` in a child
+process, so a pipeline that crashes the interpreter cannot take the server
+down. A child leaves its run resumable, never half-recorded, when it is
+told to stop (SIGTERM) or when its server dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from lockgate.errors import LockgateError, RunStateError
+from lockgate.model.states import RunState, TaskState, Trigger
+from lockgate.ports.metadata import RunRecord
+from lockgate.service.compose import Workspace
+from lockgate.service.lifecycle import orphaned_runs, pipeline_for
+from lockgate.service.runs import coordinator, lineage_listener
+
+log = logging.getLogger("lockgate.launcher")
+
+#: Exit status of a driver that stopped on request and left its run resumable.
+LEFT_RESUMABLE = 75
+
+
+def server_id() -> str:
+    """A name for this server process: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class _Child:
+    run_id: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    started: float
+
+
+class Launcher:
+    """Starts driver subprocesses for claimed and orphaned runs, and watches them."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        claimer: str,
+        max_concurrent: int,
+        limits: dict[str, int] | None = None,
+        executor: str = "process",
+        workers: int | None = None,
+    ) -> None:
+        """Launch at most `max_concurrent` runs at once, on behalf of `claimer`."""
+        self.workspace = workspace
+        self.claimer = claimer
+        self.max_concurrent = max_concurrent
+        self.limits = dict(limits or {})
+        self.executor = executor
+        self.workers = workers
+        self.children: dict[str, _Child] = {}
+        self.draining = False
+        self.launched = 0
+
+    @property
+    def room(self) -> int:
+        """How many more runs this launcher may start now."""
+        return 0 if self.draining else max(0, self.max_concurrent - len(self.children))
+
+    def launch_pass(self) -> list[str]:
+        """Reap finished drivers, take over orphans, claim queued runs; return runs started."""
+        self.reap()
+        started: list[str] = []
+        if self.room:
+            started += self._adopt_orphans()
+        if self.room:
+            claimed = self.workspace.metadata.claim_queued(
+                limits=self.limits, claimer=self.claimer, at=time.time(), max_runs=self.room
+            )
+            for record in claimed:
+                self._spawn(record.id)
+                started.append(record.id)
+        return started
+
+    def _adopt_orphans(self) -> list[str]:
+        store = self.workspace.metadata
+        adopted = []
+        for record in orphaned_runs(self.workspace)[: self.room]:
+            now = time.time()
+            try:
+                store.resume_run(
+                    record.id,
+                    by=Trigger.RECOVER.value,
+                    at=now,
+                    stale_before=now - self.workspace.settings.heartbeat_timeout,
+                )
+            except RunStateError:
+                continue  # another server took it over first
+            log.info("resuming orphaned run %s (%s)", record.id, record.pipeline)
+            self._spawn(record.id)
+            adopted.append(record.id)
+        return adopted
+
+    def _spawn(self, run_id: str) -> None:
+        settings = self.workspace.settings
+        log_dir = Path(settings.home) / "drivers"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = log_dir / f"{run_id}.log"
+        env = dict(os.environ)
+        # The child must open exactly the stores this server uses, from any cwd.
+        env.update(
+            LOCKGATE_HOME=str(settings.home),
+            LOCKGATE_DB_URL=settings.db_url,
+            LOCKGATE_ARTIFACT_ROOT=settings.artifact_root,
+            LOCKGATE_LOGS_ROOT=settings.logs_root,
+            LOCKGATE_HEARTBEAT_INTERVAL=str(settings.heartbeat_interval),
+            LOCKGATE_HEARTBEAT_TIMEOUT=str(settings.heartbeat_timeout),
+        )
+        project = self.workspace.project
+        if project.path is not None:
+            env["LOCKGATE_CONFIG"] = str(project.path)
+        argv = [sys.executable, "-m", "lockgate", "_drive", run_id, "--executor", self.executor]
+        if self.workers is not None:
+            argv += ["--workers", str(self.workers)]
+        with log_path.open("ab") as out:
+            # A new session: a Ctrl-C meant for the server does not cancel its runs.
+            process = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=project.path.parent if project.path else None,
+                start_new_session=True,
+            )
+        self.children[run_id] = _Child(run_id, process, log_path, time.time())
+        self.launched += 1
+
+    def reap(self) -> None:
+        """Collect drivers that exited; fail a run whose driver died without recording it."""
+        for run_id, child in list(self.children.items()):
+            code = child.process.poll()
+            if code is None:
+                continue
+            del self.children[run_id]
+            if code in (0, LEFT_RESUMABLE):
+                continue
+            self._driver_died(child, code)
+
+    def _driver_died(self, child: _Child, code: int) -> None:
+        store = self.workspace.metadata
+        try:
+            record = store.get_run(child.run_id)
+        except LockgateError:
+            return
+        if record.status is not RunState.RUNNING:
+            return  # it recorded its own end (a failed run exits 1)
+        how = f"signal {-code}" if code < 0 else f"exit status {code}"
+        reason = (
+            f"the run's driver process died ({how}) before recording the run's end; "
+            f"its output is in {child.log_path}. `lockgate resume {child.run_id}` retries it."
+        )
+        now = time.time()
+        open_ids = [r.id for r in store.task_runs(child.run_id) if not r.state.terminal]
+        store.set_task_state(child.run_id, open_ids, TaskState.FAILED, now, reason=reason)
+        store.set_run_state(child.run_id, RunState.FAILED, now, error=reason)
+        log.error("run %s: %s", child.run_id, reason)
+
+    def drain(self, timeout: float) -> list[str]:
+        """Stop launching; wait up to `timeout` s for drivers, then stop the rest.
+
+        Returns:
+            Runs left resumable (their drivers were stopped before they finished).
+        """
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while self.children and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.1)
+        left = list(self.children)
+        for child in self.children.values():
+            _signal(child.process, signal.SIGTERM)
+        grace = time.monotonic() + 10
+        while self.children and time.monotonic() < grace:
+            self.reap()
+            time.sleep(0.05)
+        for child in self.children.values():
+            _signal(child.process, signal.SIGKILL)
+            child.process.wait()
+        self.children.clear()
+        return left
+
+
+def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)
+
+
+class LeaveResumable(BaseException):
+    """Raised in a driver told to stop: unwinds past the coordinator without recording
+    an end, so the run stays resumable (a BaseException so no handler swallows it)."""
+
+
+def drive_claimed(
+    workspace: Workspace, run_id: str, *, executor: str, workers: int | None
+) -> RunRecord:
+    """Drive a run a server claimed or took over (what `lockgate _drive` runs).
+
+    SIGTERM, or the death of the server that started this process, stops the
+    run's workers and exits without recording an end: the run's heartbeat
+    goes stale and the next server resumes it.
+
+    Raises:
+        LeaveResumable: stopped on request (exit LEFT_RESUMABLE).
+    """
+    store = workspace.metadata
+    record = store.get_run(run_id)
+    pipeline = pipeline_for(record, None)
+    params = pipeline.params_from_json(record.params)
+    records = store.task_runs(record.id)
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise LeaveResumable(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    _watch_parent()
+    runner = workspace.executor(executor, workers=workers)
+    try:
+        listener = lineage_listener(workspace, None)
+        coordinator(workspace, runner, listener).drive(pipeline, params, record.id, records)
+    finally:
+        runner.close()
+    return store.get_run(record.id)
+
+
+def _watch_parent() -> None:
+    """SIGTERM this process when the server that started it goes away."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="lockgate-parent-watch", daemon=True).start()

@@ -1,0 +1,63 @@
+"""API tokens: shown once when created, stored only as a SHA-256 hash.
+
+A token is 32 random bytes (URL-safe base64) behind an `lg_` prefix, so a
+leaked one is easy to spot in logs and secret scanners. Comparing hashes
+looked up by an index is constant-time in the token's secret part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+
+from lockgate.errors import UsageError
+from lockgate.ports.metadata import TokenRecord
+from lockgate.service.compose import Workspace
+
+PREFIX = "lg_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+def hash_token(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(workspace: Workspace, name: str) -> str:
+    """Create a token called `name` and return it (the only time it is visible).
+
+    Raises:
+        UsageError: the name is malformed or already taken.
+    """
+    if not _NAME.match(name):
+        raise UsageError(
+            f"token name {name!r} must be 1-64 letters, digits, '_', '.', '@' or '-' "
+            "(e.g. ci-github or alice@laptop)"
+        )
+    if any(t.name == name for t in workspace.metadata.list_tokens()):
+        raise UsageError(
+            f"a token named {name!r} already exists; revoke it (`lockgate token revoke "
+            f"{name}`) or pick another name"
+        )
+    token = PREFIX + secrets.token_urlsafe(32)
+    workspace.metadata.create_token(name, hash_token(token), ("trigger",), time.time())
+    return token
+
+
+def verify(workspace: Workspace, token: str | None) -> TokenRecord | None:
+    """The live token matching `token`, or None (missing, wrong or revoked)."""
+    if not token or not token.startswith(PREFIX):
+        return None
+    return workspace.metadata.find_token(hash_token(token), time.time())
+
+
+def revoke(workspace: Workspace, name: str) -> None:
+    """Revoke the token called `name`.
+
+    Raises:
+        UsageError: there is no live token by that name.
+    """
+    if not workspace.metadata.revoke_token(name, time.time()):
+        raise UsageError(f"no live token named {name!r}; `lockgate token list` shows them")
