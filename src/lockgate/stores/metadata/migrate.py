@@ -4,6 +4,11 @@ Opening a store reads the revision stamp with one query; Alembic itself is
 imported only when a migration actually runs (it is slow to import). A new,
 empty database is migrated automatically; an older one is refused with the
 command that upgrades it; a newer one is refused outright.
+
+The same migrations run on SQLite and PostgreSQL, each in one transaction
+(both databases roll DDL back). Two processes opening a new database at once
+take turns: a lock file beside a SQLite database, an advisory lock on
+PostgreSQL; the second then finds the schema at head and does nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import sqlalchemy as sa
 
 from lockgate.errors import SchemaVersionError
 from lockgate.stores.metadata.schema import SCHEMA_REVISION
+from lockgate.stores.metadata.statements import advisory_lock
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -45,6 +51,7 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
             raw.execute("PRAGMA foreign_keys=OFF")  # only outside a transaction
         try:
             with connection.begin():
+                advisory_lock(connection, "lockgate.migrate")
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
                 if sqlite:
@@ -81,6 +88,8 @@ def ensure_schema(engine: sa.Engine, url: str) -> None:
     if revision is None:
         with engine.connect() as connection:
             tables = sa.inspect(connection).get_table_names()
+        if tables and current_revision(engine) == SCHEMA_REVISION:
+            return  # another process migrated it between our two looks
         if tables:
             raise SchemaVersionError(
                 f"metadata database {url} has tables ({', '.join(sorted(tables)[:5])}) but no "

@@ -157,14 +157,19 @@ class Reads:
 
     def events(self, run_id: str) -> list[EventRecord]:
         """The run's events in write order."""
+        with self._read() as conn:
+            return [event for event, _ in self._hashed_events(conn, run_id)]
+
+    @staticmethod
+    def _hashed_events(conn: sa.Connection, run_id: str) -> list[tuple[EventRecord, str | None]]:
         query = (
             sa.select(events, task_runs.c.node_id, task_runs.c.map_index)
             .join(task_runs, events.c.task_run_id == task_runs.c.id, isouter=True)
             .where(events.c.run_id == run_id)
             .order_by(events.c.id)
         )
-        with self._read() as conn:
-            return [
+        return [
+            (
                 EventRecord(
                     id=row.id,
                     run_id=row.run_id,
@@ -175,9 +180,11 @@ class Reads:
                     attempt=row.attempt,
                     payload=row.payload or {},
                     task_run_id=row.task_run_id,
-                )
-                for row in conn.execute(query)
-            ]
+                ),
+                row.hash,
+            )
+            for row in conn.execute(query)
+        ]
 
     def get_artifact(self, sha256: str) -> ArtifactRecord | None:
         """The artifact with this hash, inline bytes included."""
@@ -334,16 +341,17 @@ class Reads:
     ) -> tuple[list[tuple[EventRecord, str | None]], str | None, int | None]:
         """The run's events with stored hashes, plus the run's head hash and event count."""
         with self._read() as conn:
+            # One snapshot for events and head, or a concurrent append would look like
+            # tampering. SQLite's read transaction is one; PostgreSQL's READ COMMITTED
+            # takes a snapshot per statement, REPEATABLE READ one per transaction.
+            if conn.dialect.name == "postgresql":
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            chained = self._hashed_events(conn, run_id)
             head = conn.execute(
                 sa.select(runs.c.events_head, runs.c.event_count).where(runs.c.id == run_id)
             ).first()
-            rows = conn.execute(
-                sa.select(events.c.id, events.c.hash).where(events.c.run_id == run_id)
-            ).all()
-            hashes = {row.id: row.hash for row in rows}
-        found = self.events(run_id)
         return (
-            [(event, hashes.get(event.id)) for event in found],
+            chained,
             head.events_head if head else None,
             head.event_count if head else None,
         )
