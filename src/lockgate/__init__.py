@@ -26,6 +26,7 @@ from lockgate.model.context import TaskContext, current
 from lockgate.model.graph import Graph, Node
 from lockgate.model.pipeline import Pipeline, pipeline
 from lockgate.model.policy import CachePolicy, RetryPolicy
+from lockgate.model.schedules import on_message, on_new_version
 from lockgate.model.states import AttemptState, RunState, TaskState
 from lockgate.model.system import approval, gate, promote, register
 from lockgate.model.task import Task, task
@@ -33,6 +34,7 @@ from lockgate.model.versions import Dataset, Model, Prompt, VersionRef
 from lockgate.ports.artifacts import ArtifactRef
 
 if TYPE_CHECKING:
+    from lockgate.client import Client
     from lockgate.evals import evaluate
     from lockgate.service.compose import Workspace
     from lockgate.service.config import Settings
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 # Defining tasks and pipelines needs only the pure layers; running them loads
 # the engine and the services on first use, which keeps `import lockgate` fast.
 _LAZY = {
+    "Client": "lockgate.client",
     "evaluate": "lockgate.evals",
     "record": "lockgate.service.record",
     "Workspace": "lockgate.service.compose",
@@ -75,6 +78,7 @@ __all__ = [
     "ArtifactRef",
     "AttemptState",
     "CachePolicy",
+    "Client",
     "Dataset",
     "Graph",
     "Model",
@@ -98,6 +102,8 @@ __all__ = [
     "errors",
     "evaluate",
     "gate",
+    "on_message",
+    "on_new_version",
     "pipeline",
     "promote",
     "record",

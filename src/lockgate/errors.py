@@ -38,12 +38,14 @@ place without a lookup table.
     │   └── RunFailedError
     ├── EvaluationError                 exit 2: an evaluator cannot score its rows
     ├── GateError                       exit 3: an evaluation gate did not pass
-    └── RegistryError                   exit 2: a registry operation is not allowed
+    ├── RegistryError                   exit 2: a registry operation is not allowed
+    └── ApiError                        exit 1: `lg.Client` got an error from a server
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ApiError",
     "ArtifactCorrupted",
     "ArtifactError",
     "ArtifactNotFoundError",
@@ -271,3 +273,13 @@ class EvaluationError(LockgateError, ValueError):
     """
 
     exit_code = 2
+
+
+class ApiError(LockgateError):
+    """A `lockgate server` rejected a request or could not be reached.
+
+    Attributes:
+        status: the HTTP status (None when the server was unreachable).
+    """
+
+    status: int | None = None

@@ -97,8 +97,16 @@ class Server:
         *,
         catalog: Catalog | None = None,
         on_ready: Callable[[ServerState], None] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         """Load the project's pipelines and prepare (nothing runs until `serve`).
+
+        Args:
+            workspace: the stores (and lockgate.toml) to serve.
+            options: how to listen and launch.
+            catalog: the pipelines (default: loaded from the project).
+            on_ready: called once the loop runs, before the API listens.
+            clock: what time the scheduler thinks it is (tests speed it up).
 
         Raises:
             ConfigError: no lockgate.toml, no pipelines, or an unsafe bind.
@@ -120,12 +128,13 @@ class Server:
         self.wake = self.state.wake
         self.sources = message_sources(workspace, catalog, name, self.wake.set)
         self.on_ready = on_ready
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
         check_bind(workspace, options.host)
 
     def loop_once(self, now: dt.datetime | None = None) -> None:
         """One pass: schedules, sensors, messages, then launches."""
         state = self.state
-        now = now or dt.datetime.now(dt.UTC)
+        now = now or self.clock()
         steps: list[tuple[str, Callable[[], object]]] = [
             (
                 "schedules",

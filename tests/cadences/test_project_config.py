@@ -1,0 +1,139 @@
+"""lockgate.toml: sections, precedence under environment variables, errors with file:line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from lockgate.cli.main import cli
+from lockgate.errors import ConfigError
+from lockgate.service.config import Settings
+from lockgate.service.project import find, parse
+
+PIPELINES = """
+import lockgate as lg
+
+@lg.task
+def step(x: str) -> str:
+    return x
+
+@lg.pipeline(schedule="0 2 * * *", timezone="Europe/Berlin", max_active_runs=1)
+def nightly(logical_date: str = "none"):
+    return step(logical_date)
+
+@lg.pipeline(triggers=[lg.on_new_version("dataset:transcripts")])
+def refresh():
+    return step("x")
+"""
+
+
+def test_a_full_config_is_read_and_relative_paths_follow_the_file(project):
+    project.write(
+        PIPELINES,
+        """
+        [database]
+        url = "sqlite:////tmp/elsewhere.db"
+
+        [artifacts]
+        root = "store"
+
+        [server]
+        port = 9000
+        max_concurrent_runs = 2
+        poll_interval = 0.5
+
+        [pools]
+        gpu = 1
+        """,
+        project='home = "state"\n',
+    )
+    parsed = parse(project.config)
+    assert parsed.pipelines == (str(project.root / "pipelines.py"),)
+    assert parsed.home == project.root / "state"
+    assert parsed.artifact_root == str(project.root / "store")
+    assert parsed.server.port == 9000 and parsed.server.host == "127.0.0.1"
+    assert dict(parsed.pools) == {"gpu": 1}
+    settings = Settings.from_env({}, project=parsed)
+    assert settings.db_url == "sqlite:////tmp/elsewhere.db"
+    assert settings.home == project.root / "state"
+    # Environment variables win over the file.
+    env = {"LOCKGATE_DB_URL": "sqlite:////tmp/env.db", "LOCKGATE_ARTIFACT_ROOT": "/tmp/a"}
+    overridden = Settings.from_env(env, project=parsed)
+    assert overridden.db_url == "sqlite:////tmp/env.db" and overridden.artifact_root == "/tmp/a"
+
+
+def test_without_a_home_state_lives_beside_the_config(project, tmp_path, monkeypatch):
+    project.write(PIPELINES)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = Settings.from_env({}, project=parse(project.config))
+    assert settings.home == project.root / ".lockgate"
+
+
+def test_the_config_is_found_by_walking_up(project, monkeypatch):
+    project.write(PIPELINES)
+    monkeypatch.delenv("LOCKGATE_CONFIG")
+    deep = project.root / "a" / "b"
+    deep.mkdir(parents=True)
+    assert find(deep, env={}) == project.config
+    with pytest.raises(ConfigError, match="no such file"):
+        find(deep, env={"LOCKGATE_CONFIG": str(project.root / "missing.toml")})
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        ("[server]\nport = 80000\n", 5, "[server] port must be at most 65535"),
+        ("[server]\nport = 'x'\n", 5, "[server] port must be a positive integer"),
+        ("[server]\nhots = '0.0.0.0'\n", 5, "unknown key 'hots'"),
+        ("[pools]\ngpu = 0\n", 5, "pool 'gpu' needs a whole number of slots >= 1"),
+        ("[pool]\ngpu = 1\n", 4, "unknown section [pool]"),
+        ("[database]\nurl = 5\n", 5, "[database] url must be a non-empty string"),
+        ("[server]\nexecutor = 'ray'\n", 5, "'process' or 'inline'"),
+    ],
+)
+def test_config_errors_name_the_file_line_and_key(project, text, line, expected):
+    project.write(PIPELINES, "\n" + text)
+    with pytest.raises(ConfigError) as caught:
+        parse(project.config)
+    message = str(caught.value)
+    assert f"{project.config}:{line}" in message and expected in message
+
+
+def test_a_syntax_error_names_the_line(project):
+    project.write(PIPELINES, "[server\n")
+    with pytest.raises(ConfigError, match=r"line 3"):
+        parse(project.config)
+
+
+def test_pipelines_list_shows_schedules_next_runs_and_triggers(project):
+    project.write(PIPELINES)
+    result = CliRunner().invoke(cli, ["pipelines", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert set(rows) == {"nightly", "refresh"}
+    nightly = rows["nightly"]
+    assert nightly["schedule"] == "0 2 * * *" and nightly["timezone"] == "Europe/Berlin"
+    assert len(nightly["next_runs"]) == 3
+    assert all(t.endswith(("+01:00", "+02:00")) and "T02:00:00" in t for t in nightly["next_runs"])
+    assert nightly["max_active_runs"] == 1
+    assert rows["refresh"]["triggers"] == ["new version of dataset:transcripts"]
+    table = CliRunner().invoke(cli, ["pipelines", "list"])
+    assert "nightly" in table.stdout and "0 2 * * * (Europe/Berlin)" in table.stdout
+
+
+def test_a_listed_module_that_fails_names_the_config_entry(project):
+    project.write("import lockgate as lg\nraise RuntimeError('boom')\n")
+    result = CliRunner().invoke(cli, ["pipelines", "list"])
+    assert result.exit_code == 2
+    assert "pipelines entry" in result.stderr and "boom" in result.stderr
+
+
+def test_without_a_config_pipelines_list_says_how_to_create_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LOCKGATE_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["pipelines", "list"])
+    assert result.exit_code == 2 and "no lockgate.toml found" in result.stderr
