@@ -82,14 +82,21 @@ def run_tree(details: dict[str, Any]) -> Group:
     header.add_row("run", Text(run["run_id"], style="bold"))
     header.add_row("pipeline", f"{run['pipeline']}  version {run['pipeline_version'][:12]}")
     header.add_row("status", styled(run["status"]))
-    header.add_row("trigger", run["trigger"])
+    trigger = run["trigger"] + (f"  ({run['trigger_key']})" if run["trigger_key"] else "")
+    header.add_row("trigger", trigger)
+    if run["logical_date"]:
+        header.add_row("logical date", run["logical_date"])
     header.add_row("params", ", ".join(f"{k}={v!r}" for k, v in run["params"].items()) or "-")
     if run["git_sha"]:
         header.add_row("git", run["git_sha"] + (" (dirty)" if run["git_dirty"] else ""))
     header.add_row("created", run["created_at"] or "")
-    header.add_row("duration", _secs(run["duration_s"]) or "running")
+    if run["queue_time_s"] is not None:
+        header.add_row("queued", _secs(run["queue_time_s"]))
+    header.add_row("duration", _secs(run["duration_s"]) or run["status"])
     if run["error"]:
         header.add_row("error", Text(run["error"], style="red"))
+    for warning in run.get("warnings", []):
+        header.add_row("warning", Text(warning, style="yellow"))
     tree = Tree("nodes")
     branches: dict[str, Tree] = {}
     for node in details["nodes"]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -181,6 +182,7 @@ class Server:
             lifespan="off",
         )
         http = uvicorn.Server(config)
+        self._own_signals()
         loop = threading.Thread(target=self._loop, name="lockgate-scheduler", daemon=True)
         loop.start()
         for source in self.sources:
@@ -193,6 +195,26 @@ class Server:
             left = self.stop()
             loop.join(timeout=self.options.poll_interval + 30)
         return left
+
+    def _own_signals(self) -> None:
+        """SIGINT/SIGTERM stop the server gracefully; a second one cuts the drain short.
+
+        uvicorn installs its own handlers while it serves, restores these
+        afterwards and re-raises the signal it caught: into these handlers
+        rather than the default one, which would kill the process mid-drain.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handle(signum: int, _frame: object) -> None:
+            if self.state.stopping.is_set():
+                log.warning("second signal %d: stopping running runs now", signum)
+                self.state.launcher.hurry.set()
+            self.state.stopping.set()
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
 
     def stop(self) -> list[str]:
         """Stop the loop and drain the launcher; return runs left resumable."""

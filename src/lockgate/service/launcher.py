@@ -73,6 +73,7 @@ class Launcher:
         self.workers = workers
         self.children: dict[str, _Child] = {}
         self.draining = False
+        self.hurry = threading.Event()  # set: stop waiting for drivers during a drain
         self.launched = 0
 
     @property
@@ -149,14 +150,17 @@ class Launcher:
         self.children[run_id] = _Child(run_id, process, log_path, time.time())
         self.launched += 1
 
-    def reap(self) -> None:
-        """Collect drivers that exited; fail a run whose driver died without recording it."""
+    def reap(self, *, stopping: bool = False) -> None:
+        """Collect drivers that exited; fail a run whose driver died without recording it.
+
+        With `stopping`, drivers were told to stop: whatever they left is resumable.
+        """
         for run_id, child in list(self.children.items()):
             code = child.process.poll()
             if code is None:
                 continue
             del self.children[run_id]
-            if code in (0, LEFT_RESUMABLE):
+            if code in (0, LEFT_RESUMABLE) or stopping:
                 continue
             self._driver_died(child, code)
 
@@ -187,7 +191,7 @@ class Launcher:
         """
         self.draining = True
         deadline = time.monotonic() + timeout
-        while self.children and time.monotonic() < deadline:
+        while self.children and time.monotonic() < deadline and not self.hurry.is_set():
             self.reap()
             time.sleep(0.1)
         left = list(self.children)
@@ -195,7 +199,7 @@ class Launcher:
             _signal(child.process, signal.SIGTERM)
         grace = time.monotonic() + 10
         while self.children and time.monotonic() < grace:
-            self.reap()
+            self.reap(stopping=True)
             time.sleep(0.05)
         for child in self.children.values():
             _signal(child.process, signal.SIGKILL)

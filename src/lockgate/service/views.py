@@ -9,6 +9,7 @@ import datetime as dt
 import time
 from typing import Any
 
+from lockgate.model.states import EventKind
 from lockgate.ports.metadata import ArtifactRecord, AttemptRecord, RunRecord, TaskRunRecord
 from lockgate.service.compose import Workspace
 from lockgate.service.runs import attempts_by_task_run
@@ -90,7 +91,13 @@ def run_details(workspace: Workspace, run_id: str) -> dict[str, Any]:
         task_run_view(record, grouped.get(record.id, []))
         for record in workspace.metadata.task_runs(run.id)
     ]
-    return {"run": run_view(run, workspace.settings.heartbeat_timeout), "nodes": nodes}
+    view = run_view(run, workspace.settings.heartbeat_timeout)
+    view["warnings"] = [
+        e.payload.get("message")
+        for e in workspace.metadata.events(run.id)
+        if e.kind is EventKind.RUN_WARNING
+    ]
+    return {"run": view, "nodes": nodes}
 
 
 def artifact_view(record: ArtifactRecord) -> dict[str, Any]:
