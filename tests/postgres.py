@@ -22,8 +22,21 @@ from typing import NoReturn
 
 import pytest
 
-PG_BIN = Path(os.environ.get("LOCKGATE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 _SU_USER = "postgres"
+
+
+def _pg_bin() -> Path:
+    """LOCKGATE_TEST_PG_BIN, else PostgreSQL 15's binaries, else the newest installed."""
+    if os.environ.get("LOCKGATE_TEST_PG_BIN"):
+        return Path(os.environ["LOCKGATE_TEST_PG_BIN"])
+    installed = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    preferred = Path("/usr/lib/postgresql/15/bin")
+    if (preferred / "initdb").exists() or not installed:
+        return preferred
+    return installed[-1].parent
 
 
 def _unavailable(reason: str) -> NoReturn:
@@ -57,8 +70,9 @@ def _run(argv: list[str]) -> None:
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A running PostgreSQL cluster; yields `postgresql+psycopg://postgres@127.0.0.1:PORT/`."""
-    if not (PG_BIN / "initdb").exists() or not (PG_BIN / "pg_ctl").exists():
-        _unavailable(f"no initdb/pg_ctl in {PG_BIN}")
+    pg_bin = _pg_bin()
+    if not (pg_bin / "initdb").exists() or not (pg_bin / "pg_ctl").exists():
+        _unavailable(f"no initdb/pg_ctl in {pg_bin}")
     try:
         import psycopg  # noqa: F401
     except ImportError:
@@ -70,11 +84,11 @@ def pg_server() -> Iterator[str]:
     started = False
     try:
         port = _free_port()
-        initdb = [str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+        initdb = [str(pg_bin / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
         _run([*initdb, "--no-sync", "-E", "UTF8"])
         options = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
         options += " -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        pg_ctl = [str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log)]
+        pg_ctl = [str(pg_bin / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(log)]
         _run([*pg_ctl, "-w", "-t", "30", "start"])
         started = True
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
@@ -86,7 +100,7 @@ def pg_server() -> Iterator[str]:
     finally:
         if started:
             subprocess.run(
-                _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+                _as_postgres([str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
                 capture_output=True,
                 timeout=60,
                 check=False,

@@ -116,7 +116,9 @@ def _take_slots(
     """(c) Every worker's run takes POOL_TASKS turns on a POOL_SLOTS-slot pool."""
     run_id = f"pool-{index}"
     nodes = [(f"t{i}", "t") for i in range(POOL_TASKS)]
-    records = store.create_run(new_run(run_id, "pooled", nodes))
+    # Created running: a queued one could still be claimed (and finished, which frees
+    # its slots) by a worker that has not left phase (b) yet.
+    records = store.create_run(replace(new_run(run_id, "pooled", nodes), status=RunState.RUNNING))
     store.set_run_state(run_id, RunState.RUNNING, time.time())
     taken, waits = [], 0
     barrier.wait(timeout=120)

@@ -211,22 +211,32 @@ def test_a_value_over_a_column_limit_is_a_metadata_error(store: SqlMetadataStore
 def test_a_lost_connection_fails_one_write_and_the_next_reconnects(
     store: SqlMetadataStore, pg_url: str
 ):
-    store.create_run(new_run())
-    with psycopg.connect(_admin(pg_url), autocommit=True) as admin:
-        killed = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    assert killed  # the store's writer connection was among them
-    failures = 0
-    for i in range(3):
-        try:
-            store.heartbeat("r-1", T0 + i)
-        except MetadataError:
-            failures += 1
-    assert failures <= 1
-    store.set_run_state("r-1", RunState.RUNNING, T0 + 10)
-    assert store.get_run("r-1").heartbeat_at == T0 + 10
+    records = store.create_run(new_run())
+    writes: list[Callable[[int], None]] = [
+        lambda i: store.heartbeat("r-1", T0 + i),  # through SQLAlchemy
+        lambda i: store.commit(  # straight on the driver's cursor (statements.Raw)
+            "r-1", WriteBatch(at=T0 + i, queues=[QueueItem(records[i].id, 1)])
+        ),
+    ]
+    for write in writes:
+        with psycopg.connect(_admin(pg_url), autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        assert killed  # the store's writer connection was among them
+        failures = []
+        for i in range(3):
+            try:
+                write(i)
+            except MetadataError as exc:
+                failures.append(str(exc))
+        assert len(failures) <= 1 and all("127.0.0.1" in f for f in failures)
+    # A failed commit wrote nothing; the ones after it did.
+    states = [r.state for r in store.task_runs("r-1")]
+    assert states.count(TaskState.QUEUED) == 3 - len(failures)
+    assert states[1:] == [TaskState.QUEUED] * 2
+    assert store.get_run("r-1").heartbeat_at == T0 + 2
 
 
 # --- many writers at once -----------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import time
 from collections import Counter as Tally
 from pathlib import Path
 from typing import Any
@@ -87,10 +86,8 @@ def _check(url: str, results: list[dict[str, Any]]) -> None:
 
 @pytest.mark.slow
 def test_processes_racing_on_postgresql(pg_url: str):
-    started = time.monotonic()
     results = _race(pg_url)
     _check(pg_url, results)
-    assert time.monotonic() - started < 90
 
 
 @pytest.mark.slow

@@ -104,8 +104,9 @@ class SqlMetadataStore(Reads, QueueMethods):
         where = connect.describe(self.url)
         if isinstance(exc, self._writer.dialect.loaded_dbapi.DataError):
             return MetadataError(
-                f"metadata database {where} refused a value: {str(exc).strip()}. Names, "
-                "keys and paths have length limits (see docs/glossary.md); shorten it."
+                f"metadata database {where} refused a value ({str(exc).strip()}): pipeline, "
+                "node, task and model names are limited to 200 characters, trigger keys to "
+                "300. Shorten the one that is too long."
             )
         if "locked" in text or "busy" in text:
             return MetadataBusyError(
@@ -134,37 +135,14 @@ class SqlMetadataStore(Reads, QueueMethods):
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sa.Connection]:
+        # A writer connection the server dropped (restart, failover) fails the call
+        # it is in; rolling back invalidates it, and the next call reconnects.
         with self._errors():
             conn = self._writer_connection()
-            try:
-                with conn.begin():
-                    yield conn
-                    failpoints.hit("db.before_commit")
-            except BaseException:
-                self._drop_if_broken(conn)
-                raise
+            with conn.begin():
+                yield conn
+                failpoints.hit("db.before_commit")
             failpoints.hit("db.after_commit_before_ack")
-
-    def _drop_if_broken(self, conn: sa.Connection) -> None:
-        # The writer connection is kept per thread, out of the pool, so the pool's
-        # pre-ping never sees it: a server restart would break every later write.
-        # Forget a dead one; the next transaction checks out a fresh (pinged) one.
-        if self._dialect == "sqlite":
-            return
-        raw = None if conn.invalidated else conn.connection.dbapi_connection
-        if (
-            raw is not None
-            and not getattr(raw, "closed", False)
-            and not getattr(raw, "broken", False)
-        ):
-            return
-        with self._lock:
-            if conn in self._open_writers:
-                self._open_writers.remove(conn)
-        self._local.writer = None
-        with contextlib.suppress(Exception):
-            conn.invalidate()
-            conn.close()
 
     def _lock_run(self, conn: sa.Connection, run_id: str) -> Any:
         """Lock the run's row on PostgreSQL (see the module docstring); its status row or None."""
