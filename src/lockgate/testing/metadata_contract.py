@@ -432,6 +432,14 @@ class MetadataStoreContract:
         store.request_cancel("r-1", by="cli", at=T0 + 5)
         assert verify_chain(store, "r-1") == len(store.events("r-1")) == 7
 
+    def test_warnings_are_events_on_the_chain(self, store: MetadataStore) -> None:
+        store.create_run(new_run())
+        store.record_warning("r-1", "input dataset:x@3 is 9 days old", T0 + 1)
+        warning = store.events("r-1")[-1]
+        assert (warning.kind, warning.at) == (EventKind.RUN_WARNING, T0 + 1)
+        assert warning.payload == {"message": "input dataset:x@3 is 9 days old"}
+        assert verify_chain(store, "r-1") == 2
+
     def test_non_finite_numbers_in_payloads_are_stored_and_chained(
         self, store: MetadataStore
     ) -> None:

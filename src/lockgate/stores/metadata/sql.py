@@ -184,6 +184,11 @@ class SqlMetadataStore(Reads, QueueMethods):
             _, previous = registry.move_alias(conn, move, at)
         return previous
 
+    def record_warning(self, run_id: str, message: str, at: float) -> None:
+        """Record a `run_warning` event."""
+        with self._tx() as conn:
+            self._event(conn, run_id, EventKind.RUN_WARNING, at, payload={"message": message})
+
     def record_approval(self, approval: Approval) -> None:
         """Record a decision on an approval node, once, with its event."""
         with self._tx() as conn:
