@@ -249,3 +249,15 @@ def test_a_public_bind_without_any_token_is_refused(project):
     assert result.exit_code == 2
     assert "refusing to listen on 0.0.0.0" in result.stderr
     assert "lockgate token create" in result.stderr
+
+
+def test_a_run_whose_code_changed_before_it_started_fails_saying_so(project, token, server):
+    running = server()
+    client = lg.Client(running.url, token)
+    source = project.root / "pipelines.py"
+    # The server queues with the code it loaded; the driver finds different code.
+    source.write_text(source.read_text().replace('f"hello {name}"', 'f"hi {name}"'))
+    run = client.wait(client.trigger("hello"), timeout=60)["run"]
+    assert run["status"] == "failed"
+    assert "cannot load the run's pipeline" in run["error"]
+    assert "the code changed since the run" in run["error"]

@@ -84,6 +84,7 @@ class Launcher:
     def launch_pass(self) -> list[str]:
         """Reap finished drivers, take over orphans, claim queued runs; return runs started."""
         self.reap()
+        self._beat()
         started: list[str] = []
         if self.room:
             started += self._adopt_orphans()
@@ -96,10 +97,21 @@ class Launcher:
                 started.append(record.id)
         return started
 
+    def _beat(self) -> None:
+        """Heartbeat the runs of live drivers: a driver still starting up (slow imports
+        on a busy machine) must not look dead before its own heartbeat begins."""
+        now = time.time()
+        for run_id in list(self.children):
+            try:
+                self.workspace.metadata.heartbeat(run_id, now)
+            except LockgateError as exc:
+                log.warning("heartbeat for run %s failed: %s", run_id, exc)
+
     def _adopt_orphans(self) -> list[str]:
         store = self.workspace.metadata
         adopted = []
-        for record in orphaned_runs(self.workspace)[: self.room]:
+        orphans = [r for r in orphaned_runs(self.workspace) if r.id not in self.children]
+        for record in orphans[: self.room]:
             now = time.time()
             try:
                 store.resume_run(
@@ -177,10 +189,7 @@ class Launcher:
             f"the run's driver process died ({how}) before recording the run's end; "
             f"its output is in {child.log_path}. `lockgate resume {child.run_id}` retries it."
         )
-        now = time.time()
-        open_ids = [r.id for r in store.task_runs(child.run_id) if not r.state.terminal]
-        store.set_task_state(child.run_id, open_ids, TaskState.FAILED, now, reason=reason)
-        store.set_run_state(child.run_id, RunState.FAILED, now, error=reason)
+        fail_run(self.workspace, child.run_id, reason)
         log.error("run %s: %s", child.run_id, reason)
 
     def drain(self, timeout: float) -> list[str]:
@@ -213,6 +222,15 @@ def _signal(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
+def fail_run(workspace: Workspace, run_id: str, reason: str) -> None:
+    """Record a run nobody can drive as failed, its open nodes failed with `reason`."""
+    store = workspace.metadata
+    now = time.time()
+    open_ids = [r.id for r in store.task_runs(run_id) if not r.state.terminal]
+    store.set_task_state(run_id, open_ids, TaskState.FAILED, now, reason=reason)
+    store.set_run_state(run_id, RunState.FAILED, now, error=reason)
+
+
 class LeaveResumable(BaseException):
     """Raised in a driver told to stop: unwinds past the coordinator without recording
     an end, so the run stays resumable (a BaseException so no handler swallows it)."""
@@ -232,7 +250,12 @@ def drive_claimed(
     """
     store = workspace.metadata
     record = store.get_run(run_id)
-    pipeline = pipeline_for(record, None)
+    try:
+        pipeline = pipeline_for(record, None)
+    except LockgateError as exc:
+        # Code that moved or changed since the run was queued: say so on the run.
+        fail_run(workspace, record.id, f"cannot load the run's pipeline: {exc}")
+        return store.get_run(record.id)
     params = pipeline.params_from_json(record.params)
     records = store.task_runs(record.id)
 
