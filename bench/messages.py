@@ -1,7 +1,7 @@
 """Message trigger latency: from XADD to the run's start, through a real `lockgate server`.
 
     make bench        # or: .venv/bin/python bench/messages.py [--messages 30] [--interval 0.2]
-                      #     [--isolated 5] [--executor process|inline] [--json PATH]
+                      #     [--isolated 5] [--executor process|inline] [--json PATH] [--strict]
 
 Starts a throwaway redis-server and `python -m lockgate server` on a
 temporary project (one pipeline with one no-op task, triggered by
@@ -13,7 +13,8 @@ one warm-up message, then two phases:
 
 For each message, latency is the run's `started_at` (stamped by the run's
 driver subprocess) minus `time.time()` just before XADD. The target is p95
-under 1 s in the stream phase; the exit status is 1 when it is missed.
+under 1 s in the stream phase; with --strict the exit status is 1 when it
+is missed.
 
 Each latency is split into stages:
 
@@ -83,13 +84,14 @@ _DRIVER_LINE = re.compile(r"^(\S+) driving run ")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and print the report; exit 1 if p95 misses the target."""
+    """Run the benchmark and print the report (exit 1 with --strict if p95 misses 1 s)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--messages", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between XADDs")
     parser.add_argument("--isolated", type=int, default=5, help="messages 2 s apart first")
     parser.add_argument("--executor", choices=("process", "inline"), default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if p95 misses 1 s")
     args = parser.parse_args(argv)
     try:
         import redis
@@ -135,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.json.write_text(json.dumps(report, indent=2) + "\n")
         workspace.close()
         client.close()
-        return 0 if report["stream"]["total"]["p95"] < TARGET_P95 else 1
+        return 1 if args.strict and not report["p95_under_target"] else 0
     finally:
         for process in reversed(processes):
             _stop(process)
