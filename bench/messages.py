@@ -21,14 +21,15 @@ Each latency is split into stages:
   enqueue   XADD -> run recorded (created_at): the consumer's blocking read
             and `enqueue` (which runs `git` twice for the run's code version)
   launch    recorded -> the driver's first log line: the server's wake-up,
-            the claim, and `python -m lockgate _drive` starting and importing
+            the claim, and forking a driver from the warm forkserver
   drive     that line -> started_at: the driver opening the stores, loading
             the pipeline and its executor
 
 Baselines, measured in the same invocation: `python -c pass` and
 `python -m lockgate --version` as subprocesses (the floor for a driver that
-is a fresh interpreter). Also reported: the CPU time the server's children
-(the drivers) used per run, and the machine's CPU count: together they bound
+is a fresh interpreter, as drivers were before the forkserver). Also reported:
+the CPU time the server's descendants (drivers and workers) used per run,
+and the machine's CPU count: together they bound
 how many runs per second the server can start before runs queue.
 """
 
@@ -259,13 +260,24 @@ def _phase(
 
 
 def _children_cpu(server: subprocess.Popen[bytes]) -> float | None:
-    """User + system CPU seconds of the server's reaped children (its drivers)."""
+    """CPU seconds used under the server by its descendants (drivers and their workers).
+
+    Drivers are forked from the server's forkserver, which reaps them: each
+    process's own time plus the time of the children it reaped counts every
+    descendant once, live or gone.
+    """
     try:
         import psutil
     except ImportError:
         return None
-    times = psutil.Process(server.pid).cpu_times()
-    return float(times.children_user + times.children_system)
+    total = 0.0
+    for process in psutil.Process(server.pid).children(recursive=True):
+        try:
+            t = process.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
 
 
 def _wait_finished(workspace: Any) -> None:
@@ -396,7 +408,7 @@ def _report(
                 f"  total, first 5 / last 5 messages (mean): {head * 1e3:.0f} / {tail * 1e3:.0f} ms"
             )
         per_run = cpu.get(phase)
-        if per_run is not None:
+        if per_run:
             rows["driver_cpu_per_run_s"] = per_run
             print(
                 f"  driver CPU per run: {per_run * 1e3:.0f} ms -> at most ~{cpus / per_run:.1f} "

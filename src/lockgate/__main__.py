@@ -1,4 +1,4 @@
-"""`python -m lockgate`: the CLI (how `lockgate server` starts each run's driver)."""
+"""`python -m lockgate`: the CLI, for environments without the `lockgate` script on PATH."""
 
 from lockgate.cli.main import main
 

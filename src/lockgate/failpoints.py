@@ -16,7 +16,7 @@ r-1)") match `@b` too.
 Points compiled in: task.before_start, task.after_return_before_commit,
 artifact.after_tmp_write, artifact.after_fsync_before_rename,
 artifact.after_rename_before_db, db.before_commit, db.after_commit_before_ack,
-lineage.before_emit.
+lineage.before_emit, message.before_ack.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import sys
 from typing import Any
 
 import click
@@ -258,27 +256,4 @@ def token_revoke(ctx: click.Context, name: str) -> None:
     _console().print(f"token {name!r} revoked")
 
 
-@click.command("_drive", hidden=True)
-@click.argument("run_id")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="process")
-@click.option("--workers", type=click.IntRange(1, 1024), default=None)
-@click.pass_context
-def drive(ctx: click.Context, run_id: str, executor: str, workers: int | None) -> None:
-    """Drive a run the server claimed (started by `lockgate server`, not by hand)."""
-    from lockgate.model.states import RunState
-    from lockgate.service.launcher import LEFT_RESUMABLE, LeaveResumable, drive_claimed
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s: %(message)s")
-    started = dt.datetime.now(dt.UTC).isoformat()
-    print(f"{started} driving run {run_id}", file=sys.stderr, flush=True)
-    try:
-        record = drive_claimed(_workspace(ctx), run_id, executor=executor, workers=workers)
-    except LeaveResumable as exc:
-        print(f"{exc}; run {run_id} left resumable", file=sys.stderr, flush=True)
-        ctx.exit(LEFT_RESUMABLE)
-    print(f"run {run_id} ended {record.status.value}", file=sys.stderr, flush=True)
-    ok = record.status in (RunState.SUCCEEDED, RunState.WAITING)
-    ctx.exit(0 if ok else 1)
-
-
-COMMANDS = [pipelines, trigger, backfill, server, token, drive]
+COMMANDS = [pipelines, trigger, backfill, server, token]

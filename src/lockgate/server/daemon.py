@@ -183,6 +183,7 @@ class Server:
         )
         http = uvicorn.Server(config)
         self._own_signals()
+        self.state.launcher.warm_up()
         loop = threading.Thread(target=self._loop, name="lockgate-scheduler", daemon=True)
         loop.start()
         for source in self.sources:
@@ -192,8 +193,7 @@ class Server:
         try:
             http.run()
         finally:
-            left = self.stop()
-            loop.join(timeout=self.options.poll_interval + 30)
+            left = self.stop(loop)
         return left
 
     def _own_signals(self) -> None:
@@ -216,12 +216,16 @@ class Server:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
-    def stop(self) -> list[str]:
+    def stop(self, loop: threading.Thread | None = None) -> list[str]:
         """Stop the loop and drain the launcher; return runs left resumable."""
         for source in self.sources:  # no new runs from messages while draining
             source.close()
         self.state.stopping.set()
         self.wake.set()
+        if loop is not None:
+            # A pass may be launching a run right now: let it finish, so the
+            # drain below knows every driver this server started.
+            loop.join(timeout=60)
         log.info("draining: waiting up to %gs for running runs", self.options.drain_timeout)
         left = self.state.launcher.drain(self.options.drain_timeout)
         if left:

@@ -38,8 +38,9 @@ def create_token(workspace: Workspace, name: str) -> str:
         )
     if any(t.name == name for t in workspace.metadata.list_tokens()):
         raise UsageError(
-            f"a token named {name!r} already exists; revoke it (`lockgate token revoke "
-            f"{name}`) or pick another name"
+            f"a token named {name!r} already exists (names stay taken after a revoke, "
+            "so the audit trail stays unambiguous); pick another name, e.g. "
+            f"{name}-2"
         )
     token = PREFIX + secrets.token_urlsafe(32)
     workspace.metadata.create_token(name, hash_token(token), ("trigger",), time.time())
