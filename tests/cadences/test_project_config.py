@@ -137,3 +137,18 @@ def test_without_a_config_pipelines_list_says_how_to_create_one(tmp_path, monkey
     monkeypatch.delenv("LOCKGATE_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["pipelines", "list"])
     assert result.exit_code == 2 and "no lockgate.toml found" in result.stderr
+
+
+def test_run_by_name_finds_the_pipeline_through_the_project(project):
+    project.write(PIPELINES)
+    result = CliRunner().invoke(
+        cli, ["run", "nightly", "-p", "logical_date=manual", "--executor", "inline", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    run_id = json.loads(result.stdout.splitlines()[-1])["run_id"]
+    workspace = project.workspace()
+    record = workspace.metadata.get_run(run_id)
+    assert record.trigger == "cli" and record.params == {"logical_date": "manual"}
+    assert record.pipeline_ref == f"{project.root / 'pipelines.py'}:nightly"
+    unknown = CliRunner().invoke(cli, ["run", "nighty"])
+    assert unknown.exit_code == 2 and "no pipeline 'nighty'" in unknown.stderr

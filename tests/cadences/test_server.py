@@ -46,6 +46,10 @@ def serial(seconds: float = 0.4):
 @lg.pipeline
 def slow(seconds: float = 3.0):
     return nap(seconds, greet("x"))
+
+@lg.pipeline(schedule="0 2 * * *", timezone="Europe/Berlin", max_active_runs=1)
+def daily(logical_date: str = "none"):
+    return nap(0.3, logical_date)
 """
 
 
@@ -120,7 +124,7 @@ def test_client_triggers_a_run_and_waits_for_it(token, server):
     assert client.trigger("hello", key="pr-8", name="pr") != keyed
     with pytest.raises(ApiError) as missing:
         client.trigger("nope")
-    assert missing.value.status == 404 and "known: hello, serial, slow" in str(missing.value)
+    assert missing.value.status == 404 and "known: daily, hello, serial, slow" in str(missing.value)
     with pytest.raises(ApiError) as bad:
         client.trigger("hello", colour="red")
     assert bad.value.status == 422 and "colour" in str(bad.value)
@@ -261,3 +265,32 @@ def test_a_run_whose_code_changed_before_it_started_fails_saying_so(project, tok
     assert run["status"] == "failed"
     assert "cannot load the run's pipeline" in run["error"]
     assert "the code changed since the run" in run["error"]
+
+
+def test_runs_queued_while_no_server_ran_are_launched_in_order_within_limits(
+    project, token, server
+):
+    backfilled = CliRunner().invoke(
+        cli, ["backfill", "daily", "--start", "2026-11-01", "--end", "2026-11-03", "--json"]
+    )
+    assert backfilled.exit_code == 0, backfilled.output
+    ticks = [r["run_id"] for r in json.loads(backfilled.stdout)["created"]]
+    queued = CliRunner().invoke(cli, ["trigger", "hello", "-p", "name=cli", "--json"])
+    assert queued.exit_code == 0, queued.output
+    manual = json.loads(queued.stdout)["run_id"]
+    running = server()
+    client = lg.Client(running.url, token)
+    runs = [client.wait(run_id, timeout=60)["run"] for run_id in [*ticks, manual]]
+    assert [r["status"] for r in runs] == ["succeeded"] * 4
+    assert runs[3]["trigger"] == "cli" and runs[3]["params"] == {"name": "cli"}
+    daily = runs[:3]
+    assert [r["params"]["logical_date"][:10] for r in daily] == [
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    ]
+    for earlier, later in itertools.pairwise(daily):  # max_active_runs=1: one after another
+        assert later["started_at"] >= earlier["finished_at"]
+    shown = CliRunner().invoke(cli, ["show", daily[0]["run_id"]])
+    assert "logical date" in shown.stdout and "queued" in shown.stdout
+    assert "schedule:2026-11-01T01:00:00Z" in shown.stdout
