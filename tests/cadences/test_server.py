@@ -294,3 +294,15 @@ def test_runs_queued_while_no_server_ran_are_launched_in_order_within_limits(
     shown = CliRunner().invoke(cli, ["show", daily[0]["run_id"]])
     assert "logical date" in shown.stdout and "queued" in shown.stdout
     assert "schedule:2026-11-01T01:00:00Z" in shown.stdout
+
+
+def test_many_concurrent_triggers_are_all_recorded_once(token, server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    running = server("--max-concurrent-runs", "1")
+    client = lg.Client(running.url, token)
+    with ThreadPoolExecutor(40) as pool:
+        ids = list(pool.map(lambda i: client.trigger("hello", key=f"k{i % 30}"), range(60)))
+    assert len(set(ids)) == 30  # each key once, however the requests interleaved
+    assert all(ids[i] == ids[i + 30] for i in range(30))
+    assert running.health()["status"] == "ok"

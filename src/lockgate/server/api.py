@@ -12,9 +12,11 @@ gets 401 before anything parses its body (a handler-level check would answer
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -45,9 +47,21 @@ class TriggerBody(BaseModel):
     )
 
 
+#: Threads serving synchronous endpoints. Each keeps a database connection, so
+#: this bounds what one server takes from the pool (SQLAlchemy's default 5 + 10).
+API_THREADS = 8
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    anyio.to_thread.current_default_thread_limiter().total_tokens = API_THREADS
+    yield
+
+
 def create_app(state: ServerState) -> FastAPI:
     """The API app, serving `state`'s workspace and pipelines."""
     app = FastAPI(
+        lifespan=_lifespan,
         title="lockgate",
         version="1",
         description="Trigger and inspect lockgate runs.",

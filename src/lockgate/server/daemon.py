@@ -179,7 +179,7 @@ class Server:
             port=self.options.port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",
         )
         http = uvicorn.Server(config)
         self._own_signals()

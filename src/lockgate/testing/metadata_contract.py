@@ -531,6 +531,20 @@ class MetadataStoreContract:
         for run in ("a-1", "b-0", "b-1", "a-2", "a-3"):
             verify_chain(store, run)
 
+    def test_a_long_queue_at_its_limit_does_not_starve_other_pipelines(
+        self, store: MetadataStore
+    ) -> None:
+        # A backfill of 60 ticks for a pipeline limited to one run at a time.
+        for i in range(60):
+            store.create_run(new_run(f"bf-{i:02d}", pipeline="backfilled", created_at=T0 + i))
+        store.create_run(new_run("late", pipeline="other", created_at=T0 + 100))
+        limits = {"backfilled": 1}
+        first = store.claim_queued(limits=limits, claimer="s", at=T0 + 200, max_runs=1)
+        assert [r.id for r in first] == ["bf-00"]
+        # "backfilled" is full now; the run queued after its 59 others still starts.
+        second = store.claim_queued(limits=limits, claimer="s", at=T0 + 201, max_runs=1)
+        assert [r.id for r in second] == ["late"]
+
     def test_runs_created_running_are_never_claimed(self, store: MetadataStore) -> None:
         store.create_run(replace(new_run("r-1"), status=RunState.RUNNING))
         assert store.claim_queued(limits={}, claimer="srv", at=T0, max_runs=5) == []

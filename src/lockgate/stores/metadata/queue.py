@@ -62,35 +62,38 @@ class QueueMethods:
             return []
         claimed: list[str] = []
         with self._tx() as conn:
-            candidates = conn.execute(
-                self._locking(
-                    sa.select(runs.c.id, runs.c.pipeline_id, pipelines.c.name)
-                    .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
-                    .where(runs.c.status == RunState.QUEUED.value)
-                    .order_by(runs.c.created_at, runs.c.id)
-                    .limit(max_runs * 4 + 10),
-                    skip_locked=True,
-                    of=runs,
-                )
-            ).all()
-            limited = sorted({pid for _, pid, name in candidates if name in limits})
+            # Count first, so a pipeline at its limit with a long queue (a big
+            # backfill) cannot fill the candidate window and starve the others.
             active: dict[int, int] = {}
-            if limited:
-                # Lock the limited pipelines' rows so two servers never both see room.
-                conn.execute(
+            full: list[int] = []
+            if limits:
+                limited = conn.execute(
                     self._locking(
-                        sa.select(pipelines.c.id)
-                        .where(pipelines.c.id.in_(limited))
+                        # Locked in id order: two servers never both see room, nor deadlock.
+                        sa.select(pipelines.c.id, pipelines.c.name)
+                        .where(pipelines.c.name.in_(sorted(limits)))
                         .order_by(pipelines.c.id)
                     )
-                )
-                active = dict.fromkeys(limited, 0)
-                counted = conn.execute(
-                    sa.select(runs.c.pipeline_id, sa.func.count())
-                    .where(runs.c.pipeline_id.in_(limited), runs.c.status == _RUNNING)
-                    .group_by(runs.c.pipeline_id)
                 ).all()
-                active.update({pipeline_id: n for pipeline_id, n in counted})
+                active = {pipeline_id: 0 for pipeline_id, _ in limited}
+                if active:
+                    counted = conn.execute(
+                        sa.select(runs.c.pipeline_id, sa.func.count())
+                        .where(runs.c.pipeline_id.in_(active), runs.c.status == _RUNNING)
+                        .group_by(runs.c.pipeline_id)
+                    ).all()
+                    active.update({pipeline_id: n for pipeline_id, n in counted})
+                full = [pid for pid, name in limited if active[pid] >= limits[name]]
+            query = (
+                sa.select(runs.c.id, runs.c.pipeline_id, pipelines.c.name)
+                .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                .where(runs.c.status == RunState.QUEUED.value)
+                .order_by(runs.c.created_at, runs.c.id)
+                .limit(max_runs * 4 + 10)
+            )
+            if full:
+                query = query.where(runs.c.pipeline_id.not_in(full))
+            candidates = conn.execute(self._locking(query, skip_locked=True, of=runs)).all()
             for run_id, pipeline_id, name in candidates:
                 if len(claimed) >= max_runs:
                     break
