@@ -25,6 +25,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
+	# The demo's own state dir: migrate it if an older lockgate created it.
+	cd examples/quickstart && ../../$(BIN)/lockgate db upgrade
 	cd examples/quickstart && ../../$(BIN)/lockgate run pipelines.py:nightly
 	cd examples/quickstart && ../../$(BIN)/lockgate models list breast-cancer-clf
 	cd examples/quickstart && ../../$(BIN)/lockgate record latest -o .lockgate/records/latest.md
