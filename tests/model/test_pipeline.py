@@ -210,3 +210,31 @@ def test_duplicate_pipeline_names_in_one_module(tmp_path):
         spec.loader.exec_module(module)
     assert "nightly" in str(info.value)
     assert "lines" in str(info.value)
+
+
+def test_version_is_the_same_when_one_file_is_imported_under_two_module_names(tmp_path):
+    # A server whose sys.modules already holds another `pipelines` loads the
+    # project's file as `pipelines_<hash>`; runs queued by a CLI that loaded it
+    # as `pipelines` must still match the server's version.
+    import importlib.util
+    import sys
+
+    source = tmp_path / "pipelines.py"
+    source.write_text(
+        "import lockgate as lg\n\n"
+        "@lg.task\ndef hello(name: str) -> str:\n    return name\n\n"
+        "@lg.pipeline\ndef greet(name: str = 'x'):\n    return hello(name)\n"
+    )
+    graphs = []
+    for module_name in ("lg_version_probe_a", "lg_version_probe_b"):
+        spec = importlib.util.spec_from_file_location(module_name, source)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        try:
+            spec.loader.exec_module(module)
+            graphs.append(module.greet.graph)
+        finally:
+            sys.modules.pop(module_name, None)
+    first, second = graphs
+    assert first.nodes["hello"].task.target != second.nodes["hello"].task.target
+    assert first.version == second.version

@@ -156,9 +156,16 @@ class Graph:
 
     @cached_property
     def version(self) -> str:
-        """sha256 hex of the canonical encoding: the pipeline version."""
-        data = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(data.encode()).hexdigest()
+        """sha256 hex of the canonical encoding, without import paths: the pipeline version.
+
+        Where a task is imported from (`target`) is left out: a file loaded as
+        `pipelines` by one process and as `pipelines_3f2a…` by another (whose
+        sys.modules already had a `pipelines`) is the same code.
+        """
+        data = self.to_dict()
+        data["nodes"] = [{k: v for k, v in n.items() if k != "target"} for n in data["nodes"]]
+        encoded = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(encoded.encode()).hexdigest()
 
     def _topological_order(self) -> tuple[str, ...]:
         # Kahn's algorithm, taking ready nodes in trace order so the order is
