@@ -31,6 +31,7 @@ from lockgate.errors import (
 )
 from lockgate.model.states import Trigger
 from lockgate.server.state import ServerState
+from lockgate.server.ui import mount_ui
 from lockgate.service import tokens
 from lockgate.service.enqueue import enqueue
 from lockgate.service.views import run_details
@@ -138,6 +139,7 @@ def create_app(state: ServerState) -> FastAPI:
         except RunNotFoundError as exc:
             return _error(404, "run_not_found", exc)
 
+    mount_ui(app, state)
     return app
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 
 WHOLE_NODE = -1
 
@@ -81,6 +81,7 @@ runs = sa.Table(
     sa.Index(None, "pipeline_id", "created_at"),
     sa.Index(None, "status"),
     sa.Index(None, "created_at"),
+    sa.Index(None, "finished_at"),
     sa.UniqueConstraint("pipeline_id", "trigger_key"),
 )
 

@@ -1,0 +1,25 @@
+"""Indexes for run metrics over a time window (`lockgate stats`).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-26 07:10:00
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_runs_finished_at"), ["finished_at"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_runs_finished_at"))
