@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 help:
 	@echo "make demo   install and run the example ML pipeline on the embedded default"
-	@echo "make test   install with test extras, lint, run the test suite"
+	@echo "make test   install with test extras (and PostgreSQL, Redis, Chromium when root), lint, run the tests"
 	@echo "make lint   ruff, import-linter (layers) and mypy"
 	@echo "make bench  run the benchmarks in bench/"
 
@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: lint
+	scripts/test-services.sh
 	$(BIN)/pytest
 
 bench: $(STAMP)
