@@ -499,7 +499,7 @@ class MetadataStore(Protocol):
         ...
 
     def resume_run(
-        self, run_id: str, *, by: str, at: float, stale_before: float
+        self, run_id: str, *, by: str, at: float, stale_before: float, queue: bool = False
     ) -> list[TaskRunRecord]:
         """Take over a failed, cancelled or orphaned run so it can be driven again.
 
@@ -514,6 +514,8 @@ class MetadataStore(Protocol):
             at: now.
             stale_before: a running or queued run whose heartbeat is newer than
                 this is still owned by a live coordinator and is refused.
+            queue: put the run back in the queue (status `queued`, no claimer)
+                instead of taking it over: a server claims it and drives it.
 
         Raises:
             RunStateError: the run succeeded, or a live coordinator owns it.

@@ -1,4 +1,5 @@
-"""Run lifecycle use cases: resume, recover orphaned runs, cancel.
+"""Run lifecycle use cases: resume (here or through a server's queue), recover
+orphaned runs, cancel.
 
 Resume takes a run over in one transaction (see `MetadataStore.resume_run`)
 and drives what did not commit; nodes with a committed result are never
@@ -93,6 +94,40 @@ def resume_run(
     finally:
         runner.close()
     return read_run(workspace, record.id)
+
+
+def queue_resume(workspace: Workspace, run_id: str, *, by: Trigger) -> RunRecord:
+    """Put a failed, cancelled or orphaned run back in the queue, under the same id.
+
+    What did not commit is reset as by `resume_run`, but nothing is driven
+    here: the run is `queued` again and a `lockgate server` claims it and
+    drives it (nodes with a committed result are not executed again).
+
+    Args:
+        workspace: the installation holding the run.
+        run_id: the run (or a unique prefix).
+        by: who resumes, recorded in the `run_resumed` event.
+
+    Raises:
+        RunStateError: the run succeeded, is still driven by a live coordinator,
+            or ran a pipeline a server cannot load again.
+    """
+    record = workspace.metadata.get_run(run_id)
+    if not record.pipeline_ref:
+        raise RunStateError(
+            f"run {record.id} ran a pipeline defined where lockgate cannot load it again "
+            "(inside a function or an interactive session), so a server cannot drive it; "
+            f"resume it from Python with lg.resume({record.id!r}, pipeline=<the pipeline>)."
+        )
+    now = time.time()
+    workspace.metadata.resume_run(
+        record.id,
+        by=by.value,
+        at=now,
+        stale_before=now - workspace.settings.heartbeat_timeout,
+        queue=True,
+    )
+    return workspace.metadata.get_run(record.id)
 
 
 @dataclass(frozen=True, slots=True)

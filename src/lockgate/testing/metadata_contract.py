@@ -413,6 +413,27 @@ class MetadataStoreContract:
         with pytest.raises(RunStateError, match="already succeeded"):
             store.resume_run("r-1", by="cli", at=T0 + 300, stale_before=T0 + 300)
 
+    def test_resume_into_the_queue_leaves_the_run_to_a_claimer(self, store: MetadataStore) -> None:
+        a, b, _ = store.create_run(new_run())
+        store.claim_queued(limits={}, claimer="server-1", at=T0 + 1, max_runs=1)
+        succeed(store, "r-1", a, ref("A"))
+        queue(store, "r-1", b.id, 1, T0 + 4)
+        start(store, "r-1", b.id, 1, T0 + 5)
+        store.set_run_state("r-1", RunState.FAILED, T0 + 6, error="b broke")
+        records = store.resume_run("r-1", by="api", at=T0 + 10, stale_before=T0, queue=True)
+        states = {r.node_id: r.state for r in records}
+        assert states == {"a": TaskState.SUCCEEDED, "b": TaskState.PENDING, "c": TaskState.PENDING}
+        run = store.get_run("r-1")
+        assert run.status is RunState.QUEUED and run.claimed_by is None
+        assert run.finished_at is None and run.error is None
+        resumed = [e for e in store.events("r-1") if e.kind is EventKind.RUN_RESUMED]
+        assert resumed[-1].payload == {"by": "api", "previous_status": "failed"}
+        # Queued again: the next claimer takes it, and it is not resumed twice meanwhile.
+        with pytest.raises(RunStateError, match="still being driven"):
+            store.resume_run("r-1", by="api", at=T0 + 11, stale_before=T0, queue=True)
+        claimed = store.claim_queued(limits={}, claimer="server-2", at=T0 + 12, max_runs=5)
+        assert [r.id for r in claimed] == ["r-1"] and claimed[0].claimed_by == "server-2"
+
     def test_cancel_requests(self, store: MetadataStore) -> None:
         store.create_run(new_run())
         assert store.cancel_requested("r-1") is False

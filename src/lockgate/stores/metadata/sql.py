@@ -423,7 +423,7 @@ class SqlMetadataStore(Reads, QueueMethods):
             ) from None
 
     def resume_run(
-        self, run_id: str, *, by: str, at: float, stale_before: float
+        self, run_id: str, *, by: str, at: float, stale_before: float, queue: bool = False
     ) -> list[TaskRunRecord]:
         """Reset what did not commit and take the run over (see the port)."""
         done = [TaskState.SUCCEEDED.value, TaskState.CACHED.value]
@@ -503,11 +503,13 @@ class SqlMetadataStore(Reads, QueueMethods):
                 runs.update()
                 .where(runs.c.id == run_id)
                 .values(
-                    status=RunState.RUNNING.value,
+                    status=(RunState.QUEUED if queue else RunState.RUNNING).value,
                     heartbeat_at=at,
                     finished_at=None,
                     error=None,
                     cancel_requested_at=None,
+                    # Queued again: whichever server claims it next drives it.
+                    **({"claimed_by": None} if queue else {}),
                 )
             )
             self._event(
