@@ -557,9 +557,15 @@ class MetadataStore(Protocol):
         ...
 
     def list_runs(
-        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
+        self,
+        *,
+        limit: int = 50,
+        pipeline: str | None = None,
+        status: RunState | None = None,
+        trigger: str | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
+        """Runs, newest first, optionally filtered; `offset` skips that many (pages)."""
         ...
 
     def run_graph(self, run_id: str) -> Mapping[str, Any]:

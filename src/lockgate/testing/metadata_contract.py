@@ -316,11 +316,16 @@ class MetadataStoreContract:
     def test_list_runs_newest_first_with_filters(self, store: MetadataStore) -> None:
         for i, pipeline in enumerate(["a", "b", "a"]):
             run = new_run(f"r-{i}", pipeline)
-            store.create_run(replace(run, created_at=T0 + i))
+            store.create_run(replace(run, created_at=T0 + i, trigger="api" if i else "cli"))
         assert [r.id for r in store.list_runs()] == ["r-2", "r-1", "r-0"]
         assert [r.id for r in store.list_runs(pipeline="a")] == ["r-2", "r-0"]
         assert [r.id for r in store.list_runs(limit=1)] == ["r-2"]
         assert store.list_runs(status=RunState.SUCCEEDED) == []
+        assert [r.id for r in store.list_runs(trigger="api")] == ["r-2", "r-1"]
+        assert [r.id for r in store.list_runs(pipeline="a", trigger="cli")] == ["r-0"]
+        assert [r.id for r in store.list_runs(limit=1, offset=1)] == ["r-1"]
+        assert [r.id for r in store.list_runs(limit=5, offset=2)] == ["r-0"]
+        assert store.list_runs(offset=3) == []
 
     def test_artifacts_are_recorded_once(self, store: MetadataStore) -> None:
         record = ArtifactRecord(ref("X"), T0, origin="import")

@@ -94,14 +94,27 @@ class Reads:
         return records.run_record(row)
 
     def list_runs(
-        self, *, limit: int = 50, pipeline: str | None = None, status: RunState | None = None
+        self,
+        *,
+        limit: int = 50,
+        pipeline: str | None = None,
+        status: RunState | None = None,
+        trigger: str | None = None,
+        offset: int = 0,
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally filtered."""
-        query = self._runs_query().order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        """Runs, newest first, optionally filtered; `offset` skips that many (pages)."""
+        query = (
+            self._runs_query()
+            .order_by(runs.c.created_at.desc(), runs.c.id.desc())
+            .limit(limit)
+            .offset(max(0, offset))
+        )
         if pipeline is not None:
             query = query.where(pipelines.c.name == pipeline)
         if status is not None:
             query = query.where(runs.c.status == status.value)
+        if trigger is not None:
+            query = query.where(runs.c.trigger == trigger)
         with self._read() as conn:
             return [records.run_record(row) for row in conn.execute(query)]
 
