@@ -207,13 +207,21 @@ def token() -> None:
 
 @token.command("create")
 @click.argument("name")
+@click.option(
+    "--scope",
+    type=click.Choice(tokens.SCOPES),
+    default="run",
+    show_default=True,
+    help="read: GET only; run: also trigger, cancel and resume runs; admin: also "
+    "promote and roll back models.",
+)
 @click.pass_context
-def token_create(ctx: click.Context, name: str) -> None:
+def token_create(ctx: click.Context, name: str, scope: str) -> None:
     """Create a token and print it once (it cannot be shown again)."""
-    value = tokens.create_token(_workspace(ctx), name)
+    value = tokens.create_token(_workspace(ctx), name, scope)
     click.echo(value)
     _errors().print(
-        f"token {name!r} created; store it now, it is not shown again. Send it as "
+        f"token {name!r} ({scope}) created; store it now, it is not shown again. Send it as "
         "`Authorization: Bearer <token>`."
     )
 
@@ -225,9 +233,10 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
     """List tokens (names and dates, never the tokens)."""
     from lockgate.service.views import iso
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": t.name,
+            "scopes": list(t.scopes),
             "created_at": iso(t.created_at),
             "last_used_at": iso(t.last_used_at),
             "revoked_at": iso(t.revoked_at),
@@ -238,11 +247,15 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
         _json(rows)
         return
     table = Table()
-    for column in ("name", "created", "last used", "revoked"):
+    for column in ("name", "scopes", "created", "last used", "revoked"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"], row["created_at"], row["last_used_at"] or "-", row["revoked_at"] or "-"
+            row["name"],
+            ",".join(row["scopes"]),
+            row["created_at"],
+            row["last_used_at"] or "-",
+            row["revoked_at"] or "-",
         )
     _console().print(table)
 

@@ -14,7 +14,6 @@ safe to race (unique trigger keys, SKIP LOCKED claims, locked pool counts).
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import signal
 import threading
@@ -23,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lockgate.errors import ConfigError, LockgateError
-from lockgate.server.state import ServerState
+from lockgate.server.state import ServerState, is_loopback
 from lockgate.service.catalog import Catalog, load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.launcher import Launcher, server_id
@@ -69,7 +68,7 @@ def check_bind(workspace: Workspace, host: str) -> None:
     Raises:
         ConfigError: a non-loopback host and no live token.
     """
-    if _loopback(host):
+    if is_loopback(host):
         return
     if not any(t.revoked_at is None for t in workspace.metadata.list_tokens()):
         raise ConfigError(
@@ -77,15 +76,6 @@ def check_bind(workspace: Workspace, host: str) -> None:
             "API token exists yet. Create one (`lockgate token create NAME`) first, or "
             "bind to 127.0.0.1 (the default)"
         )
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Server:
@@ -124,7 +114,14 @@ class Server:
             executor=options.executor,
             workers=options.workers,
         )
-        self.state = ServerState(workspace, catalog, name, launcher)
+        self.state = ServerState(
+            workspace,
+            catalog,
+            name,
+            launcher,
+            host=options.host,
+            poll_interval=options.poll_interval,
+        )
         self.scheduler = SchedulerState()
         self.wake = self.state.wake
         self.sources = message_sources(workspace, catalog, name, self.wake.set)

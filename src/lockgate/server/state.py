@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,13 @@ class ServerState:
     passes: int = 0
     stopping: threading.Event = field(default_factory=threading.Event)
     wake: threading.Event = field(default_factory=threading.Event)
+    host: str = "127.0.0.1"
+    poll_interval: float = 1.0
+
+    @property
+    def reads_open(self) -> bool:
+        """Whether GETs need no token: `[server] open_reads` and bound to loopback."""
+        return self.workspace.project.server.open_reads and is_loopback(self.host)
 
     def health(self) -> dict[str, Any]:
         """What `GET /healthz` answers."""
@@ -40,3 +48,13 @@ class ServerState:
             ),
             "uptime_s": round(time.time() - self.started_at, 3),
         }
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address) is reachable only from this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

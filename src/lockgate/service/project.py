@@ -77,6 +77,10 @@ class ServerSettings:
     drain_timeout: float = 60.0
     executor: str = "process"
     workers: int | None = None
+    # Reads (GET) without a token, honoured only while bound to loopback.
+    open_reads: bool = False
+    # Host names the API answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,8 +233,21 @@ def _server(where: _Where, data: Mapping[str, Any]) -> ServerSettings:
     integers = {"port", "max_concurrent_runs", "workers"}
     numbers = {"poll_interval", "drain_timeout"}
     strings = {"host", "executor"}
+    flags = {"open_reads"}
+    lists = {"allowed_hosts"}
     for key, value in section.items():
-        if key in integers:
+        if key in flags:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where.at('server', key)} must be true or false")
+            values[key] = value
+        elif key in lists:
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(
+                    f"{where.at('server', key)} must be a list of host names, "
+                    'e.g. ["lockgate.internal"]'
+                )
+            values[key] = tuple(value)
+        elif key in integers:
             values[key] = _number(where, "server", key, value, integer=True)
         elif key in numbers:
             values[key] = float(_number(where, "server", key, value, integer=False))
@@ -239,7 +256,7 @@ def _server(where: _Where, data: Mapping[str, Any]) -> ServerSettings:
                 raise ConfigError(f"{where.at('server', key)} must be a non-empty string")
             values[key] = value
         else:
-            known = ", ".join(sorted(integers | numbers | strings))
+            known = ", ".join(sorted(integers | numbers | strings | flags | lists))
             raise ConfigError(f"{where.at('server', key)}: unknown key {key!r}; known: {known}")
     if values.get("port", defaults.port) > 65535:
         raise ConfigError(f"{where.at('server', 'port')} must be at most 65535")

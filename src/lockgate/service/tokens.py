@@ -2,7 +2,8 @@
 
 A token is 32 random bytes (URL-safe base64) behind an `lg_` prefix, so a
 leaked one is easy to spot in logs and secret scanners. Comparing hashes
-looked up by an index is constant-time in the token's secret part.
+looked up by an index is constant-time in the token's secret part. A token
+has one scope of `SCOPES`; each scope includes the ones before it.
 """
 
 from __future__ import annotations
@@ -19,18 +20,37 @@ from lockgate.service.compose import Workspace
 PREFIX = "lg_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
+#: What a token may do, each including the ones before it: `read` (GET),
+#: `run` (trigger, cancel, resume), `admin` (promote and roll back models).
+SCOPES = ("read", "run", "admin")
+#: Tokens created before scopes existed carry "trigger": they may read and run.
+_LEGACY = {"trigger": "run"}
+
+
+def scope_level(scopes: tuple[str, ...] | list[str]) -> int:
+    """How far along `SCOPES` a token's scopes reach (-1: none)."""
+    names = [_LEGACY.get(s, s) for s in scopes]
+    return max((SCOPES.index(s) for s in names if s in SCOPES), default=-1)
+
+
+def allows(scopes: tuple[str, ...] | list[str], needed: str) -> bool:
+    """Whether a token with `scopes` may do what needs scope `needed`."""
+    return scope_level(scopes) >= SCOPES.index(needed)
+
 
 def hash_token(token: str) -> str:
     """The stored form of a token."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(workspace: Workspace, name: str) -> str:
-    """Create a token called `name` and return it (the only time it is visible).
+def create_token(workspace: Workspace, name: str, scope: str = "run") -> str:
+    """Create a token called `name` with `scope` and return it (the only time it is visible).
 
     Raises:
-        UsageError: the name is malformed or already taken.
+        UsageError: the name or scope is malformed, or the name is already taken.
     """
+    if scope not in SCOPES:
+        raise UsageError(f"unknown scope {scope!r}; one of {', '.join(SCOPES)}")
     if not _NAME.match(name):
         raise UsageError(
             f"token name {name!r} must be 1-64 letters, digits, '_', '.', '@' or '-' "
@@ -43,7 +63,7 @@ def create_token(workspace: Workspace, name: str) -> str:
             f"{name}-2"
         )
     token = PREFIX + secrets.token_urlsafe(32)
-    workspace.metadata.create_token(name, hash_token(token), ("trigger",), time.time())
+    workspace.metadata.create_token(name, hash_token(token), (scope,), time.time())
     return token
 
 
