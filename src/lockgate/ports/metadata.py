@@ -359,6 +359,19 @@ class Approval:
 
 
 @dataclass(frozen=True, slots=True)
+class StateCounts:
+    """How many runs are in each status and task runs in each state, per pipeline.
+
+    Attributes:
+        runs: (pipeline, run status) -> count.
+        task_runs: (pipeline, task state) -> count.
+    """
+
+    runs: Mapping[tuple[str, str], int]
+    task_runs: Mapping[tuple[str, str], int]
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRecord:
     """An API token (the token itself is never stored, only its SHA-256)."""
 
@@ -566,6 +579,10 @@ class MetadataStore(Protocol):
         offset: int = 0,
     ) -> list[RunRecord]:
         """Runs, newest first, optionally filtered; `offset` skips that many (pages)."""
+        ...
+
+    def state_counts(self) -> StateCounts:
+        """Runs by status and task runs by state, per pipeline (for `/metrics`)."""
         ...
 
     def run_graph(self, run_id: str) -> Mapping[str, Any]:

@@ -327,6 +327,16 @@ class MetadataStoreContract:
         assert [r.id for r in store.list_runs(limit=5, offset=2)] == ["r-0"]
         assert store.list_runs(offset=3) == []
 
+    def test_state_counts_group_runs_and_task_runs_per_pipeline(self, store: MetadataStore) -> None:
+        for i, pipeline in enumerate(["a", "b", "a"]):
+            store.create_run(replace(new_run(f"r-{i}", pipeline), created_at=T0 + i))
+        store.set_run_state("r-0", RunState.RUNNING, T0 + 5)
+        (first, *_) = store.task_runs("r-0")
+        succeed(store, "r-0", first, ref("A"))
+        counts = store.state_counts()
+        assert counts.runs == {("a", "running"): 1, ("a", "queued"): 1, ("b", "queued"): 1}
+        assert counts.task_runs == {("a", "succeeded"): 1, ("a", "pending"): 5, ("b", "pending"): 3}
+
     def test_artifacts_are_recorded_once(self, store: MetadataStore) -> None:
         record = ArtifactRecord(ref("X"), T0, origin="import")
         store.add_artifact(record)

@@ -25,6 +25,7 @@ from lockgate.ports.metadata import (
     LineageEdge,
     ResolvedVersion,
     RunRecord,
+    StateCounts,
     TaskRunRecord,
     VersionRecord,
 )
@@ -117,6 +118,25 @@ class Reads:
             query = query.where(runs.c.trigger == trigger)
         with self._read() as conn:
             return [records.run_record(row) for row in conn.execute(query)]
+
+    def state_counts(self) -> StateCounts:
+        """Runs by status and task runs by state, per pipeline, counted in SQL."""
+        with self._read() as conn:
+            run_rows = conn.execute(
+                sa.select(pipelines.c.name, runs.c.status, sa.func.count())
+                .join_from(runs, pipelines, runs.c.pipeline_id == pipelines.c.id)
+                .group_by(pipelines.c.name, runs.c.status)
+            ).all()
+            task_rows = conn.execute(
+                sa.select(pipelines.c.name, task_runs.c.state, sa.func.count())
+                .join_from(task_runs, runs, task_runs.c.run_id == runs.c.id)
+                .join(pipelines, runs.c.pipeline_id == pipelines.c.id)
+                .group_by(pipelines.c.name, task_runs.c.state)
+            ).all()
+        return StateCounts(
+            runs={(name, status): n for name, status, n in run_rows},
+            task_runs={(name, state): n for name, state, n in task_rows},
+        )
 
     def run_graph(self, run_id: str) -> Mapping[str, Any]:
         """The graph stored for the run's pipeline version."""
