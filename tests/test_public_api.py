@@ -43,6 +43,7 @@ PUBLIC = [
     "register",
     "resume",
     "run",
+    "stats",
     "task",
 ]
 

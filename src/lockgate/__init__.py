@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from lockgate.service.lifecycle import cancel, resume
     from lockgate.service.record import record
     from lockgate.service.runs import NodeResult, RunResult, run
+    from lockgate.service.stats import stats
 
 # Defining tasks and pipelines needs only the pure layers; running them loads
 # the engine and the services on first use, which keeps `import lockgate` fast.
@@ -55,6 +56,7 @@ _LAZY = {
     "NodeResult": "lockgate.service.runs",
     "RunResult": "lockgate.service.runs",
     "run": "lockgate.service.runs",
+    "stats": "lockgate.service.stats",
 }
 
 
@@ -110,5 +112,6 @@ __all__ = [
     "register",
     "resume",
     "run",
+    "stats",
     "task",
 ]

@@ -491,9 +491,9 @@ def db_upgrade() -> None:
 
 
 def _register_commands() -> None:
-    from lockgate.cli import cadences, lifecycle
+    from lockgate.cli import cadences, lifecycle, observe
 
-    for command in [*lifecycle.COMMANDS, *cadences.COMMANDS]:
+    for command in [*lifecycle.COMMANDS, *cadences.COMMANDS, *observe.COMMANDS]:
         cli.add_command(command)
 
 

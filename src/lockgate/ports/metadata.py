@@ -416,6 +416,72 @@ class WriteBatch:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RunSample:
+    """One run that finished in a metrics window, as `lockgate stats` reads it.
+
+    Attributes:
+        resumes: (by, previous status) of each `run_resumed` event of the run.
+    """
+
+    run_id: str
+    pipeline: str
+    status: RunState
+    created_at: float
+    started_at: float | None
+    finished_at: float
+    resumes: tuple[tuple[str, str | None], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSample:
+    """One task of one pipeline, aggregated over the task runs of a window's runs.
+
+    Attributes:
+        executed: task runs that queued at least one attempt (cache hits and
+            skipped nodes have none).
+        retries: attempts beyond the first, summed over those task runs.
+        max_retries: the most retries one task run needed.
+        queue_times: `started_at - queued_at` of every attempt that started,
+            in seconds, in no particular order.
+        gate_evaluations: task runs that decided gate checks (gate nodes only).
+        gate_passed: of those, the ones whose every check passed.
+    """
+
+    pipeline: str
+    task_name: str
+    executed: int
+    retries: int
+    max_retries: int
+    queue_times: tuple[float, ...] = ()
+    gate_evaluations: int = 0
+    gate_passed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLineage:
+    """Whether a model version's recorded ancestry is complete (see `lineage_completeness`).
+
+    Attributes:
+        has_dataset: some artifact upstream of the model is a dataset version.
+        has_git_sha: some task run upstream of it ran with a recorded Git SHA.
+    """
+
+    pipeline: str
+    label: str
+    has_dataset: bool
+    has_git_sha: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StatsRows:
+    """The raw rows behind the run metrics of one window (see `MetadataStore.stats_rows`)."""
+
+    runs: list[RunSample]
+    tasks: list[TaskSample]
+    models: list[ModelLineage]
+
+
 class MetadataStore(Protocol):
     """Durable state of runs. One implementation per database family."""
 
@@ -631,6 +697,22 @@ class MetadataStore(Protocol):
 
     def cache_history(self, task_name: str, *, before: float, limit: int) -> list[TaskRunRecord]:
         """Committed task runs of `task_name` with cache inputs, newest first (for explain)."""
+        ...
+
+    def stats_rows(self, *, since: float, until: float, pipeline: str | None = None) -> StatsRows:
+        """What the run metrics are computed from, for runs that finished in [since, until).
+
+        Args:
+            since: start of the window (epoch seconds, inclusive).
+            until: end of the window (exclusive).
+            pipeline: only runs of this pipeline.
+
+        Returns:
+            The window's finished runs; per (pipeline, task name) the retry
+            counts, attempt queue times and gate outcomes of their task runs;
+            and the model versions those runs registered, with whether each
+            one's ancestry reaches a dataset version and a Git SHA.
+        """
         ...
 
     # --- named versions, registry, gates, approvals ---------------------------

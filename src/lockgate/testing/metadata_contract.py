@@ -23,7 +23,7 @@ from lockgate.errors import (
 from lockgate.model.chain import GENESIS, event_hash
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.artifacts import ArtifactRef
-from lockgate.ports.executor import ErrorInfo, LogSpan
+from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
 from lockgate.ports.metadata import (
     ArtifactRecord,
     AttemptResult,
@@ -32,6 +32,7 @@ from lockgate.ports.metadata import (
     MetadataStore,
     NewRun,
     QueueItem,
+    Registration,
     StartItem,
     TaskRunRecord,
     WriteBatch,
@@ -658,3 +659,96 @@ class MetadataStoreContract:
         assert (revoked.revoked_at, revoked.last_used_at) == (T0 + 9, T0 + 5)
         ops = store.find_token("2" * 64, T0 + 12)
         assert ops is not None and ops.scopes == ("admin",)
+
+    # --- run metrics (`lockgate stats`) -------------------------------------------
+
+    def test_stats_rows_read_the_runs_that_finished_in_the_window(
+        self, store: MetadataStore
+    ) -> None:
+        a, b, c = store.create_run(new_run("r-1"))
+        store.set_run_state("r-1", RunState.RUNNING, T0 + 1)
+        queue(store, "r-1", a.id, 1, T0 + 1)
+        start(store, "r-1", a.id, 1, T0 + 3)
+        failed = AttemptResult(
+            a.id, 1, AttemptState.FAILED, TaskState.RETRYING, finished_at=T0 + 4, retry_at=T0 + 4
+        )
+        assert finish(store, "r-1", failed)
+        queue(store, "r-1", a.id, 2, T0 + 4)
+        start(store, "r-1", a.id, 2, T0 + 4.5)
+        rows, weights = ref("rows"), ref("weights")
+        ok = AttemptResult(
+            a.id,
+            2,
+            AttemptState.SUCCEEDED,
+            TaskState.SUCCEEDED,
+            finished_at=T0 + 5,
+            output=rows,
+            named=NamedOutput("dataset", "rows"),
+        )
+        assert finish(store, "r-1", ok)
+        assert succeed(store, "r-1", b, weights, consumed=(rows.sha256,))
+        checks = [
+            GateDecision(c.id, "acc", ">=", "acc >= 0.9", True, "ok", 0.95, 0.9),
+            GateDecision(c.id, "auc", ">=", "auc >= 0.8", False, "too low", 0.7, 0.8),
+        ]
+        registration = Registration(b.id, "clf", weights.sha256, {}, False)
+        store.commit(
+            "r-1", WriteBatch(at=T0 + 6, gate_decisions=checks, registrations=[registration])
+        )
+        store.set_run_state("r-1", RunState.SUCCEEDED, T0 + 10)
+        store.create_run(new_run("r-2"))
+        store.set_run_state("r-2", RunState.RUNNING, T0 + 2)
+        store.set_run_state("r-2", RunState.FAILED, T0 + 20)
+        store.resume_run("r-2", by="cli", at=T0 + 21, stale_before=T0)
+        store.set_run_state("r-2", RunState.SUCCEEDED, T0 + 30)
+        for run_id, ended in (("r-3", T0 + 40), ("r-4", T0 + 9.5), ("r-5", None)):
+            store.create_run(new_run(run_id, pipeline="weekly"))
+            store.set_run_state(run_id, RunState.RUNNING, T0 + 1)
+            if ended is not None:
+                store.set_run_state(run_id, RunState.FAILED, ended)
+
+        found = store.stats_rows(since=T0 + 10, until=T0 + 40)
+        runs = {r.run_id: r for r in found.runs}
+        assert sorted(runs) == ["r-1", "r-2"]  # [since, until): r-3 ends at until
+        one, two = runs["r-1"], runs["r-2"]
+        assert (one.pipeline, one.status, one.created_at, one.started_at, one.finished_at) == (
+            "nightly",
+            RunState.SUCCEEDED,
+            T0,
+            T0 + 1,
+            T0 + 10,
+        )
+        assert one.resumes == () and two.resumes == (("cli", "failed"),)
+        tasks = {t.task_name: t for t in found.tasks}
+        assert (tasks["a"].executed, tasks["a"].retries, tasks["a"].max_retries) == (1, 1, 1)
+        assert sorted(tasks["a"].queue_times) == pytest.approx([0.5, 2.0])
+        assert (tasks["b"].executed, tasks["b"].retries) == (1, 0)
+        assert tasks["b"].queue_times == pytest.approx((1.0,))
+        assert (tasks["c"].executed, tasks["c"].gate_evaluations, tasks["c"].gate_passed) == (
+            0,
+            1,
+            0,
+        )
+        assert all(t.pipeline == "nightly" for t in found.tasks)
+        (model,) = found.models
+        assert (model.pipeline, model.label, model.has_dataset, model.has_git_sha) == (
+            "nightly",
+            "model:clf@1",
+            True,
+            True,
+        )
+
+        weekly = store.stats_rows(since=T0, until=T0 + 41, pipeline="weekly")
+        assert sorted(r.run_id for r in weekly.runs) == ["r-3", "r-4"]
+        assert weekly.tasks == [] and weekly.models == []
+        assert store.stats_rows(since=T0 + 41, until=T0 + 99).runs == []
+
+    def test_stats_rows_tell_a_model_without_ancestry(self, store: MetadataStore) -> None:
+        (a,) = store.create_run(new_run("r-1", nodes=[("a", "a")]))
+        weights = ref("weights")
+        assert succeed(store, "r-1", a, weights)
+        registration = Registration(a.id, "clf", weights.sha256, {}, False)
+        store.commit("r-1", WriteBatch(at=T0 + 4, registrations=[registration]))
+        store.set_run_state("r-1", RunState.SUCCEEDED, T0 + 5)
+        (model,) = store.stats_rows(since=T0, until=T0 + 6).models
+        assert (model.has_dataset, model.has_git_sha) == (False, True)

@@ -60,11 +60,12 @@ from lockgate.stores.metadata.schema import (
     task_runs,
 )
 from lockgate.stores.metadata.statements import Statements, insert_ignore
+from lockgate.stores.metadata.stats import StatsMethods
 
 _TERMINAL = [s.value for s in TaskState if s.terminal]
 
 
-class SqlMetadataStore(Reads, QueueMethods):
+class SqlMetadataStore(Reads, QueueMethods, StatsMethods):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:

@@ -7,6 +7,7 @@ Create Date: 2026-11-26 07:10:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
@@ -18,8 +19,18 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_runs_finished_at"), ["finished_at"], unique=False)
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_events_run_resumed",
+            ["run_id"],
+            unique=False,
+            sqlite_where=sa.text("kind = 'run_resumed'"),
+            postgresql_where=sa.text("kind = 'run_resumed'"),
+        )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_index("ix_events_run_resumed")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_runs_finished_at"))
