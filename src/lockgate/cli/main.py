@@ -24,6 +24,7 @@ from lockgate.model.drawing import FORMATS, draw
 from lockgate.model.states import RunState, Trigger
 from lockgate.service import artifacts as artifact_service
 from lockgate.service import views
+from lockgate.service.alerts import run_alert_pass
 from lockgate.service.compose import DEFAULT_EXECUTOR, EXECUTORS, Workspace
 from lockgate.service.lifecycle import cancel_run, recover_runs, resume_run
 from lockgate.service.loader import load_pipeline
@@ -144,6 +145,8 @@ def _drive(
             "(lockgate resume RUN continues it)"
         )
         ctx.exit(130)
+    # Alerts work without a server: this run's failure or SLA miss is sent now.
+    run_alert_pass(workspace.metadata, workspace.project.alerts)
     _finish(ctx, result, workspace, as_json)
 
 

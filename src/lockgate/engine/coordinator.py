@@ -23,6 +23,7 @@ from typing import Any
 from lockgate import failpoints
 from lockgate.engine.cache import cache_inputs, cache_key
 from lockgate.engine.heartbeat import Heartbeat
+from lockgate.engine.hooks import HookCaller, wants_hooks
 from lockgate.engine.ids import new_run_id
 from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
 from lockgate.engine.listener import NullListener, RunListener
@@ -31,7 +32,7 @@ from lockgate.engine.system import RUNNERS, SystemContext
 from lockgate.errors import ConfigError, VersionNotFoundError
 from lockgate.model.graph import Node
 from lockgate.model.pipeline import Pipeline
-from lockgate.model.states import AttemptState, RunState, TaskState
+from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.model.versions import VersionRef
 from lockgate.ports.artifacts import ArtifactRef, ArtifactStore
 from lockgate.ports.clock import Clock, SystemClock
@@ -213,7 +214,7 @@ class Coordinator:
         )
         self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=now)
         if stale:
-            self._stale(run_id, records, stale, spec.pipeline.options.on_stale_input)
+            self._stale(run_id, records, stale, spec)
         return run_id, records
 
     def _check_pools(self, pipeline: Pipeline) -> None:
@@ -228,11 +229,11 @@ class Coordinator:
                 )
 
     def _stale(
-        self, run_id: str, records: list[TaskRunRecord], stale: list[str], action: str
+        self, run_id: str, records: list[TaskRunRecord], stale: list[str], spec: RunSpec
     ) -> None:
         at = self.clock.now()
         message = "stale input: " + "; ".join(stale)
-        if action == "warn":
+        if spec.pipeline.options.on_stale_input == "warn":
             self.metadata.record_warning(run_id, message, at)
             return
         reason = f"{message} (the pipeline's max_input_age); produce a fresh version first"
@@ -241,6 +242,10 @@ class Coordinator:
         )
         self.metadata.set_run_state(run_id, RunState.FAILED, at, error=reason)
         self.listener.on_run(run_id=run_id, state=RunState.FAILED, at=at, error=reason)
+        if wants_hooks(spec.pipeline):
+            params = spec.pipeline.params_to_json(spec.params)
+            caller = HookCaller(self.metadata, self.clock, spec.pipeline, run_id, params)
+            caller.run(RunState.FAILED, reason)
 
     def _resolve(
         self, ref: VersionRef, pins: Mapping[tuple[str, str], int]
@@ -349,6 +354,15 @@ class _Driver:
         self._seq = itertools.count()
         self.first_failure: str | None = None
         self._starts_due = 0.0
+        # None for the (usual) run without hooks: the hot path only tests for it.
+        self.hooks = (
+            HookCaller(
+                self.store, coordinator.clock, pipeline, run_id, pipeline.params_to_json(params)
+            )
+            if wants_hooks(pipeline)
+            else None
+        )
+        self.sla_deadline = self._sla_deadline()
         self.nodes: dict[str, _NodeView] = {}
         self.units: dict[int, _Unit] = {}
         by_node: dict[str, list[TaskRunRecord]] = {}
@@ -370,6 +384,35 @@ class _Driver:
             view.waiting = sum(not self.nodes[u].state.done_ok for u in view.node.upstream)
         self.ready: deque[str] = deque(
             n for n, v in self.nodes.items() if v.waiting == 0 and v.state is TaskState.PENDING
+        )
+
+    def _sla_deadline(self) -> float | None:
+        """When the run misses its SLA, or None (no SLA, or already recorded as missed)."""
+        sla = self.pipeline.options.sla
+        if sla is None:
+            return None
+        if any(e.kind is EventKind.SLA_MISSED for e in self.store.events(self.run_id)):
+            return None  # recorded by an earlier drive of this run (before a resume)
+        return self.store.get_run(self.run_id).created_at + sla
+
+    def _check_sla(self, finished: bool = False) -> None:
+        """Record `sla_missed` once, when the deadline passed (running or finished late)."""
+        deadline = self.sla_deadline
+        if deadline is None:
+            return
+        now = self.c.clock.now()
+        if now < deadline:
+            return
+        self.sla_deadline = None
+        self.store.record_event(
+            self.run_id,
+            EventKind.SLA_MISSED,
+            now,
+            payload={
+                "sla_s": self.pipeline.options.sla,
+                "deadline": deadline,
+                "finished": finished,
+            },
         )
 
     @staticmethod
@@ -413,6 +456,7 @@ class _Driver:
                         self._on_finished(event.outcome)
                 if clock.monotonic() >= next_cancel_check:
                     next_cancel_check = clock.monotonic() + self.c.cancel_check_interval
+                    self._check_sla()
                     if self.waiting:
                         self._poll_approvals()
                     if self.store.cancel_requested(self.run_id):
@@ -503,8 +547,12 @@ class _Driver:
 
     def _set_run(self, state: RunState, error: str | None = None) -> None:
         at = self.c.clock.now()
+        if state.terminal or state is RunState.WAITING:
+            self._check_sla(finished=state.terminal)
         self.store.set_run_state(self.run_id, state, at, error=error)
         self.c.listener.on_run(run_id=self.run_id, state=state, at=at, error=error)
+        if self.hooks is not None:
+            self.hooks.run(state, error)
 
     def _notify(
         self, unit: _Unit, state: TaskState, attempt: int, error: str | None = None
@@ -518,6 +566,11 @@ class _Driver:
             at=self.c.clock.now(),
             error=error,
         )
+        if self.hooks is not None:
+            gate_failed = state is TaskState.FAILED and unit.node.id in self.gate_failures
+            self.hooks.task(
+                unit.node.id, unit.index, unit.tr_id, state, attempt, error, gate_failed
+            )
 
     # --- launching ----------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, overload
 
 from lockgate.errors import DuplicatePipelineError, InvalidPolicyError, TracingError
 from lockgate.model.graph import Graph
+from lockgate.model.hooks import NO_HOOKS, Hook, Hooks, make_hooks
 from lockgate.model.params import ParamSpec, bind_params, parse_assignments, read_params
 from lockgate.model.schedules import (
     MessageTrigger,
@@ -42,6 +43,9 @@ class PipelineOptions:
         triggers: data sensors and message triggers that start it.
         max_input_age: seconds; a run that would consume an older named version fails
             fast (or warns, with `on_stale_input="warn"`).
+        sla: seconds; a run not finished this long after its creation records
+            `sla_missed` once (alerts can fire on it).
+        hooks: monitoring callbacks run by the coordinator (not part of the version).
     """
 
     schedule: Schedule | None = None
@@ -49,6 +53,8 @@ class PipelineOptions:
     triggers: tuple[Trigger, ...] = ()
     max_input_age: float | None = None
     on_stale_input: str = "fail"
+    sla: float | None = None
+    hooks: Hooks = NO_HOOKS
 
 
 class Pipeline:
@@ -135,6 +141,11 @@ def pipeline(
     triggers: Iterable[Trigger] = (),
     max_input_age: float | str | None = None,
     on_stale_input: str = "fail",
+    sla: float | str | None = None,
+    on_success: Hook | list[Hook] | None = None,
+    on_failure: Hook | list[Hook] | None = None,
+    on_retry: Hook | list[Hook] | None = None,
+    on_gate_failed: Hook | list[Hook] | None = None,
 ) -> Callable[[Callable[..., Any]], Pipeline]: ...
 
 
@@ -152,6 +163,11 @@ def pipeline(
     triggers: Iterable[Trigger] = (),
     max_input_age: float | str | None = None,
     on_stale_input: str = "fail",
+    sla: float | str | None = None,
+    on_success: Hook | list[Hook] | None = None,
+    on_failure: Hook | list[Hook] | None = None,
+    on_retry: Hook | list[Hook] | None = None,
+    on_gate_failed: Hook | list[Hook] | None = None,
 ) -> Pipeline | Callable[[Callable[..., Any]], Pipeline]:
     """Turn a function whose body calls tasks into a pipeline.
 
@@ -173,6 +189,12 @@ def pipeline(
         triggers: `lg.on_new_version("dataset:NAME")`, `lg.on_message(url, stream=...)`.
         max_input_age: a run that would consume a named version older than this
             (seconds or "2d") fails before it starts (`on_stale_input="warn"`: runs, warned).
+        sla: seconds (or "45m") a run may take from its creation; a run still running
+            then, or finishing later, records `sla_missed` once.
+        on_success: hook(s) called in the coordinator when a run succeeds.
+        on_failure: hook(s) called when a run ends failed or gate_failed.
+        on_retry: hook(s) called when any task's attempt fails and is retried.
+        on_gate_failed: hook(s) called when a gate node of the run fails.
 
     Raises:
         DuplicatePipelineError: another pipeline in the same module has this name.
@@ -223,6 +245,23 @@ def pipeline(
                 raise InvalidPolicyError.for_field(
                     owner, "max_input_age", max_input_age, "a duration such as '2d' or 3600"
                 ) from None
+        sla_seconds = None
+        if sla is not None:
+            try:
+                sla_seconds = parse_duration(sla)
+            except ValueError:
+                sla_seconds = 0.0
+            if sla_seconds <= 0:
+                raise InvalidPolicyError.for_field(
+                    owner, "sla", sla, "a positive duration such as '45m' or 3600"
+                )
+        hooks = make_hooks(
+            owner,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_retry=on_retry,
+            on_gate_failed=on_gate_failed,
+        )
         options = PipelineOptions(
             schedule=(
                 make_schedule(pipeline_name, schedule, timezone, catchup, max_catchup)
@@ -233,6 +272,8 @@ def pipeline(
             triggers=found,
             max_input_age=age,
             on_stale_input=on_stale_input,
+            sla=sla_seconds,
+            hooks=hooks,
         )
         created = Pipeline(func, pipeline_name, description, options)
         defined[pipeline_name] = created

@@ -104,6 +104,8 @@ class EventKind(StrEnum):
     ALIAS_MOVED = "alias_moved"
     APPROVAL_DECIDED = "approval_decided"
     MAP_EXPANDED = "map_expanded"
+    HOOK_FAILED = "hook_failed"
+    SLA_MISSED = "sla_missed"
 
     @classmethod
     def for_task(cls, state: TaskState) -> EventKind:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from lockgate.errors import InvalidPolicyError, TracingError
+from lockgate.model.hooks import NO_HOOKS, Hook, Hooks, make_hooks
 from lockgate.model.policy import (
     CachePolicy,
     Resources,
@@ -54,11 +55,20 @@ class TaskSpec:
 class Task:
     """A function lockgate can schedule. Create one with `@lg.task`."""
 
-    def __init__(self, fn: Callable[..., Any], spec: TaskSpec) -> None:
+    def __init__(self, fn: Callable[..., Any], spec: TaskSpec, hooks: Hooks = NO_HOOKS) -> None:
         self.fn = fn
         self.spec = spec
+        # Not part of the spec: hooks watch, they never change what a task computes.
+        self.hooks = hooks
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without hooks: they run in the coordinator, and a hook that closes
+        over a connection or a lock must not stop the task reaching a worker."""
+        state = dict(self.__dict__)
+        state["hooks"] = NO_HOOKS
+        return state
 
     @property
     def name(self) -> str:
@@ -148,6 +158,10 @@ def task(
     version: str | None = None,
     pool: str | None = None,
     resources: Mapping[str, Any] | None = None,
+    on_success: Hook | list[Hook] | None = None,
+    on_failure: Hook | list[Hook] | None = None,
+    on_retry: Hook | list[Hook] | None = None,
+    on_gate_failed: Hook | list[Hook] | None = None,
 ) -> Callable[[F], Task]: ...
 
 
@@ -166,6 +180,10 @@ def task(
     version: str | None = None,
     pool: str | None = None,
     resources: Mapping[str, Any] | None = None,
+    on_success: Hook | list[Hook] | None = None,
+    on_failure: Hook | list[Hook] | None = None,
+    on_retry: Hook | list[Hook] | None = None,
+    on_gate_failed: Hook | list[Hook] | None = None,
 ) -> Task | Callable[[F], Task]:
     """Turn a function into a task, with `@lg.task` or `@lg.task(...)`.
 
@@ -181,6 +199,11 @@ def task(
         version: the code version; by default a hash of the function's source.
         pool: name of a pool whose slots limit how many of these run at once.
         resources: what one call needs: {"cpu": 2, "gpu": 1, "memory": "4GiB"}.
+        on_success: hook(s) called in the coordinator when a task run of this task
+            commits a result (succeeded or cached); see docs/observability.md.
+        on_failure: hook(s) called when a task run fails for good.
+        on_retry: hook(s) called when an attempt failed and another is scheduled.
+        on_gate_failed: hook(s) called when a gate downstream of this task fails.
 
     Raises:
         InvalidPolicyError: an option has an invalid value (names task and field).
@@ -219,7 +242,14 @@ def task(
             pool=pool,
             resources=make_resources(owner, resources),
         )
-        return Task(func, spec)
+        hooks = make_hooks(
+            owner,
+            on_success=on_success,
+            on_failure=on_failure,
+            on_retry=on_retry,
+            on_gate_failed=on_gate_failed,
+        )
+        return Task(func, spec, hooks)
 
     if fn is not None:
         return wrap(fn)

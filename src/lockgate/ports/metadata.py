@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
+from lockgate.ports.alerts import AlertDelivery, NewDelivery
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
 
@@ -769,6 +770,91 @@ class MetadataStore(Protocol):
 
     def record_warning(self, run_id: str, message: str, at: float) -> None:
         """Record a `run_warning` event (a stale input the pipeline tolerates)."""
+        ...
+
+    def record_event(
+        self,
+        run_id: str,
+        kind: EventKind,
+        at: float,
+        *,
+        task_run_id: int | None = None,
+        attempt: int | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one event that changes no state (`hook_failed`, `sla_missed`) to the chain."""
+        ...
+
+    # --- alerts (the outbox; see lockgate/ports/alerts.py) ----------------------
+
+    def alert_events(
+        self, after: int, kinds: Sequence[EventKind], *, limit: int = 500
+    ) -> tuple[list[tuple[EventRecord, str]], int]:
+        """Events of `kinds` with id > `after`, oldest first, each with its pipeline's name.
+
+        Returns:
+            The events (at most `limit`), and the event id to read after next time.
+        """
+        ...
+
+    def alias_rollbacks(self, after: int, *, limit: int = 500) -> tuple[list[AliasEvent], int]:
+        """Alias rollbacks with id > `after`, oldest first, and the id to read after next."""
+        ...
+
+    def alert_start(self, before: float) -> dict[str, int]:
+        """Cursor positions (`events`, `alias_events`) just before time `before`."""
+        ...
+
+    def alert_cursor(self, name: str) -> int | None:
+        """How far the alert pass has read source `name` (None: never)."""
+        ...
+
+    def advance_alert_cursor(self, name: str, position: int) -> None:
+        """Move a cursor forward to `position`; a smaller position changes nothing."""
+        ...
+
+    def enqueue_alert(
+        self, new: NewDelivery, *, rate_limit: int | None, window: float
+    ) -> AlertDelivery | None:
+        """Record a delivery unless one with its key exists (then return None).
+
+        When the rule already has `rate_limit` deliveries that were not suppressed
+        created within `window` seconds, the new one is recorded as `suppressed`.
+        Safe to race: one row per key, and the limit holds across writers.
+        """
+        ...
+
+    def due_alerts(self, at: float, *, limit: int = 50) -> list[AlertDelivery]:
+        """Pending deliveries whose next send is due at `at`, oldest first."""
+        ...
+
+    def claim_alert(self, delivery: AlertDelivery, *, at: float, lease_until: float) -> bool:
+        """Take a due delivery for one send: no other pass sees it due before `lease_until`.
+
+        Returns False when another pass claimed or finished it first.
+        """
+        ...
+
+    def finish_alert(
+        self,
+        delivery_id: int,
+        *,
+        attempt: int,
+        at: float,
+        sent: bool,
+        error: str | None = None,
+        next_at: float | None = None,
+    ) -> None:
+        """Record send number `attempt`: sent; or failed and due again at `next_at`;
+        or failed for good (`next_at` None). A repeated finish changes nothing."""
+        ...
+
+    def run_alerts(self, run_id: str) -> list[AlertDelivery]:
+        """The alert deliveries about a run, oldest first (the reliability record)."""
+        ...
+
+    def list_alerts(self, *, limit: int = 100, rule: str | None = None) -> list[AlertDelivery]:
+        """Alert deliveries, newest first."""
         ...
 
     def event_chain(

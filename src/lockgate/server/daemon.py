@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from lockgate.errors import ConfigError, LockgateError
 from lockgate.server.state import ServerState, is_loopback
+from lockgate.service.alerts import alert_pass
 from lockgate.service.catalog import Catalog, load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.launcher import Launcher, server_id
@@ -130,7 +131,7 @@ class Server:
         check_bind(workspace, options.host)
 
     def loop_once(self, now: dt.datetime | None = None) -> None:
-        """One pass: schedules, sensors, messages, then launches."""
+        """One pass: schedules, sensors, messages, launches, then alerts."""
         state = self.state
         now = now or self.clock()
         steps: list[tuple[str, Callable[[], object]]] = [
@@ -142,6 +143,9 @@ class Server:
         ]
         if not state.stopping.is_set():
             steps.append(("launcher", state.launcher.launch_pass))
+        rules = self.workspace.project.alerts
+        if rules:  # last: a slow receiver must not delay launches
+            steps.append(("alerts", lambda: alert_pass(self.workspace.metadata, rules)))
         for what, step in steps:
             if state.stopping.is_set() and what != "launcher":
                 break

@@ -32,6 +32,12 @@ silently turns a feature off. Relative paths are relative to the file.
     path = "lineage.ndjson"       # for file
     url = "http://127.0.0.1:5000" # for http
     namespace = "lockgate"        # the OpenLineage job namespace
+
+    [[alerts]]                    # repeat for more rules; see service/alertrules.py
+    name = "oncall"
+    on = ["run_failed", "sla_missed"]
+    notifier = "slack"
+    url = "env:SLACK_WEBHOOK_URL"
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ConfigError
+from lockgate.service.alertrules import AlertRule, parse_alerts
 
 FILENAME = "lockgate.toml"
 TRANSPORTS = ("off", "console", "file", "http")
@@ -100,6 +107,7 @@ class Project:
     server: ServerSettings = field(default_factory=ServerSettings)
     pools: Mapping[str, int] = field(default_factory=dict)
     openlineage: OpenLineageSettings = field(default_factory=OpenLineageSettings)
+    alerts: tuple[AlertRule, ...] = ()
 
 
 def find(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
@@ -140,13 +148,15 @@ def parse(path: Path) -> Project:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = _Where(path, text)
-    known = {"project", "database", "artifacts", "server", "pools", "openlineage"}
+    known = {"project", "database", "artifacts", "server", "pools", "openlineage", "alerts"}
     for name, section in data.items():
         if name not in known:
             raise ConfigError(
                 f"{where.at(name)}: unknown section [{name}]; known sections: "
                 f"{', '.join(sorted(known))}"
             )
+        if name == "alerts":
+            continue  # an array of tables ([[alerts]]), checked by parse_alerts
         if not isinstance(section, dict):
             raise ConfigError(f"{where.at(name)}: {name} must be a table ([{name}])")
     project = _section(where, data, "project", {"pipelines": list, "home": str})
@@ -174,6 +184,7 @@ def parse(path: Path) -> Project:
         server=server,
         pools=_pools(where, data.get("pools", {})),
         openlineage=_openlineage(path, where, data.get("openlineage", {})),
+        alerts=parse_alerts(path, text, data.get("alerts", [])),
     )
 
 

@@ -199,7 +199,19 @@ def build(workspace: Workspace, run_id: str) -> dict[str, Any]:
             for a in store.approvals(run.id)
         ],
         "routes": [],
-        "alerts": [],
+        "alerts": [
+            {
+                "rule": a.rule,
+                "event": a.event,
+                "status": a.status.value,
+                "attempts": a.attempts,
+                "summary": a.payload.get("summary"),
+                "created_at": iso(a.created_at),
+                "finished_at": iso(a.finished_at),
+                "last_error": a.last_error,
+            }
+            for a in store.run_alerts(run.id)
+        ],
         "trace": trace,
         "verification": verify(workspace, run.id),
     }
@@ -263,6 +275,12 @@ def to_markdown(record: dict[str, Any]) -> str:
     lines += [
         f"- {a['node']}: {a['decision']} by {a['by']} ({a['reason'] or 'no reason given'})"
         for a in record["approvals"]
+    ] or ["- none"]
+    lines += ["", "## Alerts", ""]
+    lines += [
+        f"- {a['event']} via rule {a['rule']}: {a['status']} after {a['attempts']} send(s)"
+        + (f" ({a['last_error']})" if a["last_error"] and a["status"] != "sent" else "")
+        for a in record["alerts"]
     ] or ["- none"]
     lines += ["", "## Trace", "", "| at | event | node | attempt |", "| --- | --- | --- | --- |"]
     lines += [

@@ -37,6 +37,7 @@ from lockgate.ports.metadata import (
     TaskRunRecord,
     WriteBatch,
 )
+from lockgate.testing.alert_contract import AlertStoreContract
 
 T0 = 1_790_000_000.0
 
@@ -152,8 +153,8 @@ def succeed(
     )
 
 
-class MetadataStoreContract:
-    """Behaviour every metadata store must show."""
+class MetadataStoreContract(AlertStoreContract):
+    """Behaviour every metadata store must show (the alert outbox's included)."""
 
     @pytest.fixture
     def store(self) -> MetadataStore:

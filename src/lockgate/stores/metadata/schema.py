@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 
 WHOLE_NODE = -1
 
@@ -313,4 +313,35 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
     sa.Column("last_used_at", Time),
+)
+
+# The alert outbox: one row per (rule, subject, event), unique by `key`, so racing
+# passes or servers enqueue an alert once; its sends and their outcome are kept.
+alert_deliveries = sa.Table(
+    "alert_deliveries",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(400), nullable=False, unique=True),
+    sa.Column("rule", sa.String(100), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id")),
+    sa.Column("pipeline", sa.String(200)),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("next_at", Time),
+    sa.Column("last_error", sa.Text),
+    sa.Column("finished_at", Time),
+    sa.Index(None, "status", "next_at"),
+    sa.Index(None, "rule", "created_at"),
+    sa.Index(None, "run_id"),
+)
+
+# How far the alert pass has read each source (`events`, `alias_events`) by id.
+alert_cursors = sa.Table(
+    "alert_cursors",
+    metadata,
+    sa.Column("name", sa.String(40), primary_key=True),
+    sa.Column("position", Id, nullable=False),
 )

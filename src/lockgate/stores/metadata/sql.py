@@ -43,6 +43,7 @@ from lockgate.ports.metadata import (
     WriteBatch,
 )
 from lockgate.stores.metadata import batch as batch_writes
+from lockgate.stores.metadata.alerts import AlertMethods
 from lockgate.stores.metadata import connect, eventlog, records, registry
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.queue import QueueMethods
@@ -65,7 +66,7 @@ from lockgate.stores.metadata.stats import StatsMethods
 _TERMINAL = [s.value for s in TaskState if s.terminal]
 
 
-class SqlMetadataStore(Reads, QueueMethods, StatsMethods):
+class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
@@ -189,6 +190,23 @@ class SqlMetadataStore(Reads, QueueMethods, StatsMethods):
         """Record a `run_warning` event."""
         with self._tx() as conn:
             self._event(conn, run_id, EventKind.RUN_WARNING, at, payload={"message": message})
+
+    def record_event(
+        self,
+        run_id: str,
+        kind: EventKind,
+        at: float,
+        *,
+        task_run_id: int | None = None,
+        attempt: int | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an event that changes no state (see the port)."""
+        with self._tx() as conn:
+            self._lock_run(conn, run_id)
+            self._event(
+                conn, run_id, kind, at, task_run_id=task_run_id, attempt=attempt, payload=payload
+            )
 
     def record_approval(self, approval: Approval) -> None:
         """Record a decision on an approval node, once, with its event."""
