@@ -1,0 +1,96 @@
+"""Captured task output: whole (plain text), or followed as server-sent events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from lockgate.errors import NodeNotFoundError
+from lockgate.server.problems import ERRORS
+from lockgate.server.routes import State
+from lockgate.service.compose import Workspace
+from lockgate.service.logs import attempt_logs
+
+router = APIRouter(prefix="/runs", tags=["logs"], responses=ERRORS)
+
+#: How often a follow looks for new output, and how long it stays silent at most
+#: (a comment line then keeps proxies from closing the stream and notices a gone client).
+POLL_S = 0.3
+KEEPALIVE_S = 15.0
+
+Node = Annotated[str | None, Query(max_length=200, description="a node id, or node[i]")]
+Number = Annotated[int | None, Query(ge=1, description="one attempt number")]
+
+
+@router.get(
+    "/{run_id}/logs",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}}, "description": "the output"}},
+)
+def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -> Any:
+    """What the run's attempts printed so far: each behind a `=== node attempt N ===` line,
+    or one attempt's bare output when both `node` and `attempt` are given."""
+    found = attempt_logs(state.workspace, run_id, node, attempt)
+    if node is not None and attempt is not None and len(found) == 1:
+        return PlainTextResponse(found[0].read())
+    parts = [f"=== {log.label} attempt {log.attempt} ===\n{log.read()}" for log in found]
+    return PlainTextResponse("".join(p if p.endswith("\n") else p + "\n" for p in parts))
+
+
+@router.get(
+    "/{run_id}/logs/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the output"}},
+)
+def follow_logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -> Any:
+    """Follow the run's output as server-sent events until the run ends.
+
+    Each `log` event's data is JSON `{"node", "attempt", "text"}`; a last
+    `end` event carries `{"status"}` of the ended run.
+    """
+    state.workspace.metadata.get_run(run_id)  # 404 now, not inside the stream
+    return StreamingResponse(
+        _events(state.workspace, run_id, node, attempt),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def _events(
+    workspace: Workspace, run_id: str, node: str | None, attempt: int | None
+) -> Iterator[str]:
+    read: dict[tuple[str, int], int] = {}
+    quiet_since = time.monotonic()
+    while True:
+        run = workspace.metadata.get_run(run_id)
+        try:
+            found = attempt_logs(workspace, run_id, node, attempt)
+        except NodeNotFoundError as exc:
+            if run.status.terminal:
+                yield _event("error", {"error": "node_not_found", "detail": str(exc)})
+                return
+            found = []  # the node has not started yet
+        for log in found:
+            key = (log.label, log.attempt)
+            chunk = log.read_from(read.get(key, 0))
+            if chunk:
+                read[key] = read.get(key, 0) + len(chunk)
+                text = chunk.decode("utf-8", errors="replace")
+                yield _event("log", {"node": log.label, "attempt": log.attempt, "text": text})
+                quiet_since = time.monotonic()
+        if run.status.terminal:
+            yield _event("end", {"status": run.status.value})
+            return
+        if time.monotonic() - quiet_since > KEEPALIVE_S:
+            yield ": keepalive\n\n"
+            quiet_since = time.monotonic()
+        time.sleep(POLL_S)
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n"
