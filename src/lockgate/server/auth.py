@@ -36,6 +36,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lockgate.errors import StoreError
 from lockgate.server.problems import problem
 from lockgate.server.state import ServerState
 from lockgate.service import tokens
@@ -202,7 +203,10 @@ class Guard:
                 "too many failed authentications from this client; wait a second",
                 {"Retry-After": "1"},
             )
-        caller = await authenticate(self.state, request)
+        try:
+            caller = await authenticate(self.state, request)
+        except StoreError as exc:
+            return problem(503, "database_unavailable", f"cannot check the token: {exc}")
         if caller is None:
             self.limiter.failed(client)
             log.info(
