@@ -79,6 +79,7 @@ class HookCaller:
             "attempt": attempt or None,
             "error": error,
             "gate": None,
+            "at": self.clock.now(),
         }
         self._call(node.task.hooks.of(which), which, context, task_run_id)
         if which == "on_retry":
@@ -93,6 +94,7 @@ class HookCaller:
             "attempt": attempt or None,
             "error": error,
             "gate": gate,
+            "at": self.clock.now(),
         }
         watched = self.graph.nodes[gate]
         self._call(
@@ -128,6 +130,7 @@ class HookCaller:
             "attempt": None,
             "error": error,
             "gate": None,
+            "at": self.clock.now(),
         }
         self._call(self.pipeline.options.hooks.of(which), which, context, None)
 
@@ -144,7 +147,6 @@ class HookCaller:
                 "run_id": self.run_id,
                 "pipeline": self.pipeline.name,
                 "params": dict(self.params),
-                "at": self.clock.now(),
                 **context,
             }
             try:
