@@ -43,8 +43,8 @@ from lockgate.ports.metadata import (
     WriteBatch,
 )
 from lockgate.stores.metadata import batch as batch_writes
-from lockgate.stores.metadata.alerts import AlertMethods
 from lockgate.stores.metadata import connect, eventlog, records, registry
+from lockgate.stores.metadata.alerts import AlertMethods
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.queue import QueueMethods
 from lockgate.stores.metadata.reads import Reads
