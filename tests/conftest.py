@@ -29,5 +29,15 @@ def home_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options of the whole suite (declared here so they work from any directory)."""
+    parser.addoption(
+        "--screenshots",
+        action="store_true",
+        default=False,
+        help="browser tests (tests/ui) save one PNG per UI page under docs/img/",
+    )
+
+
 # PostgreSQL fixtures (`pg_server`, `pg_url`) for any test; tests/ is on sys.path for conftest.
 from postgres import pg_server, pg_url  # noqa: E402, F401

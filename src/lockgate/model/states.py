@@ -133,3 +133,4 @@ class Trigger(StrEnum):
     RECOVER = "recover"
     BACKFILL = "backfill"
     MESSAGE = "message"
+    UI = "ui"
