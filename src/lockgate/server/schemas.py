@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Most runs one page of `GET /api/v1/runs` returns.
 MAX_PAGE = 200
+#: Largest version, attempt or index a request may name (the databases' INTEGER).
+MAX_INT = 2**31 - 1
 
 
 class TriggerBody(BaseModel):
@@ -228,7 +230,7 @@ class PromoteBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_INT)
     alias: str = Field(min_length=1, max_length=100)
     reason: str | None = Field(default=None, max_length=2000)
     force: bool = Field(default=False, description="promote without a passing gate (needs reason)")

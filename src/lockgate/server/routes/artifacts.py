@@ -52,8 +52,16 @@ def get_artifact(key: str, state: State) -> Any:
 
 @router.get(
     "/artifacts/{key}/content",
-    response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}, "description": "the bytes"}},
+    response_model=None,
+    responses={
+        200: {
+            "description": "the serialized bytes (the content type follows the serializer)",
+            "content": {
+                media: {"schema": {"type": "string", "format": "binary"}}
+                for media, _ in MEDIA.values()
+            },
+        }
+    },
 )
 def download(key: str, state: State) -> Response:
     """The artifact's serialized bytes as an attachment, verified against its hash."""

@@ -13,6 +13,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from lockgate.errors import NodeNotFoundError
 from lockgate.server.problems import ERRORS
 from lockgate.server.routes import State
+from lockgate.server.schemas import MAX_INT
 from lockgate.service.compose import Workspace
 from lockgate.service.logs import attempt_logs
 
@@ -24,15 +25,15 @@ POLL_S = 0.3
 KEEPALIVE_S = 15.0
 
 Node = Annotated[str | None, Query(max_length=200, description="a node id, or node[i]")]
-Number = Annotated[int | None, Query(ge=1, description="one attempt number")]
+Number = Annotated[int | None, Query(ge=1, le=MAX_INT, description="one attempt number")]
 
 
 @router.get(
     "/{run_id}/logs",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "the output"}},
+    response_model=None,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -> Any:
+def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -> PlainTextResponse:
     """What the run's attempts printed so far: each behind a `=== node attempt N ===` line,
     or one attempt's bare output when both `node` and `attempt` are given."""
     found = attempt_logs(state.workspace, run_id, node, attempt)
@@ -44,10 +45,12 @@ def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -
 
 @router.get(
     "/{run_id}/logs/stream",
-    response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the output"}},
+    response_model=None,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
 )
-def follow_logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -> Any:
+def follow_logs(
+    run_id: str, state: State, node: Node = None, attempt: Number = None
+) -> StreamingResponse:
     """Follow the run's output as server-sent events until the run ends.
 
     Each `log` event's data is JSON `{"node", "attempt", "text"}`; a last

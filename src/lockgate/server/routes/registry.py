@@ -13,6 +13,7 @@ from fastapi import APIRouter, Path, Query
 from lockgate.server.problems import ERRORS
 from lockgate.server.routes import State, Who
 from lockgate.server.schemas import (
+    MAX_INT,
     AliasEvent,
     AliasMoved,
     ModelVersion,
@@ -40,7 +41,9 @@ def list_models(
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelVersion)
-def get_model_version(name: str, version: Annotated[int, Path(ge=1)], state: State) -> Any:
+def get_model_version(
+    name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)], state: State
+) -> Any:
     """One version of a model: where it came from, its aliases, whether it passed a gate."""
     return registry.version_view(registry.get_version(state.workspace, "model", name, version))
 

@@ -10,7 +10,7 @@ from lockgate.errors import NodeNotFoundError
 from lockgate.model.states import RunState, Trigger
 from lockgate.server.problems import ERRORS
 from lockgate.server.routes import State
-from lockgate.server.schemas import MAX_PAGE, Attempt, Run, RunDetail, RunPage, TaskRun
+from lockgate.server.schemas import MAX_INT, MAX_PAGE, Attempt, Run, RunDetail, RunPage, TaskRun
 from lockgate.service.lifecycle import cancel_run, queue_resume
 from lockgate.service.runs import attempts_by_task_run
 from lockgate.service.views import attempt_view, run_details, run_view, task_run_view
@@ -67,7 +67,7 @@ def attempts(
     run_id: str,
     node: str,
     state: State,
-    map_index: Annotated[int | None, Query(ge=0)] = None,
+    map_index: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
 ) -> Any:
     """The attempts of one node (or of one map item with `map_index`), oldest first."""
     store = state.workspace.metadata
