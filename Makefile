@@ -45,6 +45,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/messages.py
+	$(BIN)/python bench/stats.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate

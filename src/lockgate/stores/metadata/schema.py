@@ -187,6 +187,7 @@ artifact_versions = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.UniqueConstraint("kind", "name", "version"),
     sa.UniqueConstraint("kind", "name", "sha256"),
+    sa.Index(None, "sha256"),
 )
 
 # The named versions a run consumed, resolved once when the run was created.
@@ -276,7 +277,9 @@ lineage_edges = sa.Table(
     sa.Column("sha256", sa.String(64), sa.ForeignKey("artifacts.sha256"), nullable=False),
     sa.Column("direction", sa.String(10), nullable=False),
     sa.UniqueConstraint("task_run_id", "sha256", "direction"),
-    sa.Index(None, "sha256"),
+    # (sha256, direction): a dataset consumed by thousands of runs is found as
+    # produced by its one maker without reading every consumer's edge.
+    sa.Index(None, "sha256", "direction"),
 )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,6 +118,12 @@ class Raw:
         cursor = self._cursor(conn)
         cursor.execute(self.sql, self._prepare(params))
         return cursor.fetchone()
+
+    def rows(self, conn: sa.Connection, params: Mapping[str, Any]) -> Iterator[tuple[Any, ...]]:
+        """Run a query once; iterate over its rows as plain tuples (for large reads)."""
+        cursor = self._cursor(conn)
+        cursor.execute(self.sql, self._prepare(params))
+        return iter(cursor)
 
     def executemany(self, conn: sa.Connection, rows: Iterable[Mapping[str, Any]]) -> None:
         """Run once per row in one call."""

@@ -30,6 +30,7 @@ from lockgate.stores.metadata.schema import (
     runs,
     task_runs,
 )
+from lockgate.stores.metadata.statements import Raw
 
 _RESUMED = EventKind.RUN_RESUMED.value
 
@@ -95,30 +96,35 @@ def _runs(conn: sa.Connection, where: list[Any]) -> list[RunSample]:
 
 
 def _tasks(conn: sa.Connection, where: list[Any]) -> list[TaskSample]:
-    key = (pipelines.c.name, task_runs.c.task_name)
-    retries = task_runs.c.attempts - 1
-    counted = _windowed(
-        sa.select(*key, sa.func.count(), sa.func.sum(retries), sa.func.max(retries)).select_from(
-            task_runs
-        ),
-        task_runs.c.run_id,
-        [task_runs.c.attempts >= 1, *where],
-    ).group_by(*key)
-    found: dict[tuple[str, str], dict[str, Any]] = {}
-    for name, task, executed, total, most in conn.execute(counted):
-        found[(name, task)] = {"executed": executed, "retries": int(total), "max": int(most)}
-
-    waited = sa.cast(attempts.c.started_at - attempts.c.queued_at, sa.String)
-    queued = _windowed(
-        sa.select(*key, sa.func.aggregate_strings(waited, ","))
+    # One row per attempt, aggregated here: SQLite's GROUP BY sorts every row
+    # first, which costs more than this loop (bench/stats.py). Attempt numbers
+    # are dense, so attempt 1 counts an executed task run and each later one
+    # a retry.
+    query = _windowed(
+        sa.select(
+            pipelines.c.name,
+            task_runs.c.task_name,
+            attempts.c.number,
+            attempts.c.started_at - attempts.c.queued_at,
+        )
         .select_from(attempts)
         .join(task_runs, task_runs.c.id == attempts.c.task_run_id),
         task_runs.c.run_id,
-        [attempts.c.started_at.is_not(None), *where],
-    ).group_by(*key)
-    waits: dict[tuple[str, str], tuple[float, ...]] = {}
-    for name, task, joined in conn.execute(queued):
-        waits[(name, task)] = tuple(max(0.0, float(v)) for v in joined.split(","))
+        where,
+    )
+    found: dict[tuple[str, str], list[Any]] = {}
+    for name, task, number, waited in Raw(query, conn.dialect).rows(conn, {}):
+        entry = found.get((name, task))
+        if entry is None:
+            entry = found[(name, task)] = [0, 0, 0, []]
+        if number == 1:
+            entry[0] += 1
+        else:
+            entry[1] += 1
+            if number - 1 > entry[2]:
+                entry[2] = number - 1
+        if waited is not None:
+            entry[3].append(max(0.0, waited))
 
     # A gate node's evaluation passed when every one of its checks did.
     checks = _windowed(
@@ -130,6 +136,7 @@ def _tasks(conn: sa.Connection, where: list[Any]) -> list[TaskSample]:
         where,
     ).group_by(gate_decisions.c.task_run_id)
     per_node = checks.subquery()
+    key = (pipelines.c.name, task_runs.c.task_name)
     gated = (
         sa.select(*key, sa.func.count(), sa.func.sum(per_node.c.ok))
         .select_from(per_node)
@@ -141,17 +148,17 @@ def _tasks(conn: sa.Connection, where: list[Any]) -> list[TaskSample]:
     gates = {(name, task): (int(n), int(ok)) for name, task, n, ok in conn.execute(gated)}
 
     samples = []
-    for name, task in sorted(found.keys() | waits.keys() | gates.keys()):
-        counts = found.get((name, task), {"executed": 0, "retries": 0, "max": 0})
+    for name, task in sorted(found.keys() | gates.keys()):
+        executed, retries, most, waits = found.get((name, task), (0, 0, 0, []))
         evaluations, passed = gates.get((name, task), (0, 0))
         samples.append(
             TaskSample(
                 pipeline=name,
                 task_name=task,
-                executed=counts["executed"],
-                retries=counts["retries"],
-                max_retries=counts["max"],
-                queue_times=waits.get((name, task), ()),
+                executed=executed,
+                retries=retries,
+                max_retries=most,
+                queue_times=tuple(waits),
                 gate_evaluations=evaluations,
                 gate_passed=passed,
             )
@@ -178,42 +185,34 @@ def _models(conn: sa.Connection, where: list[Any]) -> list[ModelLineage]:
         .join(consumed, consumed.c.task_run_id == produced.c.task_run_id)
         .where(produced.c.direction == "produced", consumed.c.direction == "consumed")
     )
+    # One pass over the walk: per model, does any artifact reached have a
+    # dataset version, and did any task run that produced one record a Git SHA?
     dataset = artifact_versions.alias("dataset")
-    has_dataset = (
-        sa.select(1)
-        .select_from(up)
-        .join(dataset, dataset.c.sha256 == up.c.sha)
-        .where(up.c.root == model.c.id, dataset.c.kind == "dataset")
-        .exists()
-    )
     maker = lineage_edges.alias("maker")
     maker_run = runs.alias("maker_run")
-    has_git = (
-        sa.select(1)
-        .select_from(up)
-        .join(maker, maker.c.sha256 == up.c.sha)
-        .join(maker_run, maker_run.c.id == maker.c.run_id)
-        .where(
-            up.c.root == model.c.id,
-            maker.c.direction == "produced",
-            maker_run.c.git_sha.is_not(None),
-            maker_run.c.git_sha != "",
+    recorded = sa.and_(maker_run.c.git_sha.is_not(None), maker_run.c.git_sha != "")
+    reached = (
+        sa.select(
+            up.c.root,
+            sa.func.max(sa.case((dataset.c.id.is_not(None), 1), else_=0)),
+            sa.func.max(sa.case((recorded, 1), else_=0)),
         )
-        .exists()
+        .select_from(up)
+        .outerjoin(dataset, sa.and_(dataset.c.sha256 == up.c.sha, dataset.c.kind == "dataset"))
+        .outerjoin(maker, sa.and_(maker.c.sha256 == up.c.sha, maker.c.direction == "produced"))
+        .outerjoin(maker_run, maker_run.c.id == maker.c.run_id)
+        .group_by(up.c.root)
     )
+    complete = {root: (bool(d), bool(g)) for root, d, g in conn.execute(reached)}
     query = _windowed(
-        sa.select(pipelines.c.name, model.c.name, model.c.version, has_dataset, has_git)
+        sa.select(model.c.id, pipelines.c.name, model.c.name, model.c.version)
         .select_from(model)
         .order_by(model.c.id),
         model.c.run_id,
         [model.c.kind == "model", *where],
     )
-    return [
-        ModelLineage(
-            pipeline=row[0],
-            label=f"model:{row[1]}@{row[2]}",
-            has_dataset=bool(row[3]),
-            has_git_sha=bool(row[4]),
-        )
-        for row in conn.execute(query)
-    ]
+    models = []
+    for root, pipeline, name, version in conn.execute(query):
+        has_dataset, has_git_sha = complete.get(root, (False, False))
+        models.append(ModelLineage(pipeline, f"model:{name}@{version}", has_dataset, has_git_sha))
+    return models
