@@ -25,6 +25,7 @@ from lockgate.service.launcher import Launcher
 from lockgate.service.project import parse
 
 PIPELINES = '''
+import time
 from pathlib import Path
 
 import lockgate as lg
@@ -62,6 +63,23 @@ def fragile_step(rows: list) -> int:
 def fragile(size: int = 2):
     """Fails (after one retry) until the file `fixed` exists."""
     return fragile_step(prepare(size))
+
+
+@lg.task
+def wait_for_go() -> int:
+    """Prints, waits for the file `go` next to pipelines.py, prints again."""
+    print("first line", flush=True)
+    deadline = time.monotonic() + 60
+    while not (HERE / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("second line", flush=True)
+    return 2
+
+
+@lg.pipeline
+def waiter():
+    """Runs until the test creates the file `go`."""
+    return wait_for_go()
 
 
 @lg.task

@@ -13,7 +13,7 @@ def body(response: Any) -> Any:
 
 def test_pipelines_list_describe_and_graph(api):
     listed = body(api.get("/api/v1/pipelines"))
-    assert [p["name"] for p in listed] == ["fragile", "nightly", "raw", "trainer"]
+    assert [p["name"] for p in listed] == ["fragile", "nightly", "raw", "trainer", "waiter"]
     nightly = body(api.get("/api/v1/pipelines/nightly"))
     assert nightly["params"] == ["size"] and nightly["description"].startswith("Prepare")
     graph = body(api.get("/api/v1/pipelines/nightly/graph"))
