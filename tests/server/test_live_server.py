@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cadences.servers import ServerProcess
 from click.testing import CliRunner
 
+from cadences.servers import ServerProcess
 from lockgate.cli.main import cli
 from server.conftest import write_project
 

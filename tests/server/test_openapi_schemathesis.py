@@ -23,7 +23,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from server.conftest import write_project
 
 import lockgate as lg
 from lockgate.server.api import create_app
@@ -33,6 +32,7 @@ from lockgate.service.catalog import load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.launcher import Launcher
 from lockgate.service.project import parse
+from server.conftest import write_project
 
 EXAMPLES = int(os.environ.get("LOCKGATE_SCHEMATHESIS_EXAMPLES", "20"))
 CHECKS = [
@@ -59,7 +59,9 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         catalog = load_catalog(workspace.project)
         for name, params in [("nightly", {}), ("fragile", {}), ("trainer", {}), ("raw", {})]:
             lg.run(catalog.get(name).pipeline, params, workspace=workspace, executor="inline")
-        state = ServerState(workspace, catalog, "fuzz", Launcher(workspace, claimer="f", max_concurrent=1))
+        state = ServerState(
+            workspace, catalog, "fuzz", Launcher(workspace, claimer="f", max_concurrent=1)
+        )
         TOKEN["admin"] = tokens.create_token(workspace, "fuzz", "admin")
         app = create_app(state)
         yield schemathesis.openapi.from_asgi(
