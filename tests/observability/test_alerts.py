@@ -494,3 +494,35 @@ def test_config_errors_name_the_file_and_line(
         parse(path)
     assert f"{path}:{line}: [[alerts]] #1" in str(caught.value)
     assert message in str(caught.value)
+
+
+def test_the_server_loop_runs_the_alert_pass(receiver: Receiver, tmp_path: Path) -> None:
+    from lockgate.server.daemon import Server, options_for
+    from lockgate.service.config import Settings
+
+    (tmp_path / "flows.py").write_text(
+        "import lockgate as lg\n\n"
+        "@lg.task\ndef boom() -> int:\n    raise RuntimeError('no')\n\n"
+        "@lg.pipeline\ndef nightly():\n    return boom()\n"
+    )
+    config = tmp_path / "lockgate.toml"
+    config.write_text(
+        '[project]\npipelines = ["flows.py"]\n\n'
+        f'[[alerts]]\nname = "srv"\non = ["run_failed"]\nnotifier = "webhook"\n'
+        f'url = "{receiver.url}/hook"\n'
+    )
+    project = parse(config)
+    workspace = Workspace(Settings.from_env({}, home=tmp_path / "home"), project=project)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = Server(workspace, options_for(workspace, port=port))
+    try:
+        pipeline = server.state.catalog.get("nightly").pipeline
+        run_id = lg.run(pipeline, executor="inline", workspace=workspace).run_id
+        server.loop_once()
+    finally:
+        server.stop()
+        workspace.close()
+    (body,) = receiver.bodies("/hook")
+    assert (body["event"], body["run_id"], body["pipeline"]) == ("run_failed", run_id, "nightly")
