@@ -37,11 +37,21 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def start_project(tmp_path: Path, clean_env: None) -> Iterator[Callable[..., Project]]:
-    """Start a project's server: `start_project(server="open_reads = true\\n")`."""
+    """Start a project's server: `start_project(server="open_reads = true\\n")`.
+
+    `more_pipelines` is appended to pipelines.py; `prepare(config)` runs
+    before the server starts.
+    """
     running: list[ServerProcess] = []
 
-    def start(server: str = "") -> Project:
-        config = write_project(tmp_path / f"proj{len(running)}", server)
+    def start(
+        server: str = "",
+        more_pipelines: str = "",
+        prepare: Callable[[Path], None] | None = None,
+    ) -> Project:
+        config = write_project(tmp_path / f"proj{len(running)}", server, more_pipelines)
+        if prepare is not None:
+            prepare(config)  # before the server starts: rows it must find, not launch
         token = create_token(config)
         process = ServerProcess(config)
         running.append(process)

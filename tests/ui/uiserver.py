@@ -132,10 +132,10 @@ class Project:
         raise AssertionError(f"run {run_id} still {status} after {timeout} s")
 
 
-def write_project(root: Path, server: str = "") -> Path:
+def write_project(root: Path, server: str = "", more_pipelines: str = "") -> Path:
     """pipelines.py and lockgate.toml (state under root/.lockgate); returns the config."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "pipelines.py").write_text(textwrap.dedent(PIPELINES))
+    (root / "pipelines.py").write_text(textwrap.dedent(PIPELINES) + textwrap.dedent(more_pipelines))
     config = root / "lockgate.toml"
     config.write_text(
         '[project]\npipelines = ["pipelines.py"]\nhome = ".lockgate"\n\n'
