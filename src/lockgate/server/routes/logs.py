@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from lockgate.errors import NodeNotFoundError
@@ -64,35 +66,52 @@ def follow_logs(
     )
 
 
-def _events(
+async def _events(
     workspace: Workspace, run_id: str, node: str | None, attempt: int | None
-) -> Iterator[str]:
+) -> AsyncIterator[str]:
+    # Reads run in the thread pool, waits on the event loop: a follower holds
+    # one of the server's few API threads only while it reads, never while idle.
     read: dict[tuple[str, int], int] = {}
     quiet_since = time.monotonic()
     while True:
-        run = workspace.metadata.get_run(run_id)
-        try:
-            found = attempt_logs(workspace, run_id, node, attempt)
-        except NodeNotFoundError as exc:
-            if run.status.terminal:
-                yield _event("error", {"error": "node_not_found", "detail": str(exc)})
-                return
-            found = []  # the node has not started yet
-        for log in found:
-            key = (log.label, log.attempt)
-            chunk = log.read_from(read.get(key, 0))
-            if chunk:
-                read[key] = read.get(key, 0) + len(chunk)
-                text = chunk.decode("utf-8", errors="replace")
-                yield _event("log", {"node": log.label, "attempt": log.attempt, "text": text})
-                quiet_since = time.monotonic()
-        if run.status.terminal:
-            yield _event("end", {"status": run.status.value})
+        events, ended = await run_in_threadpool(_poll, workspace, run_id, node, attempt, read)
+        for event in events:
+            yield event
+            quiet_since = time.monotonic()
+        if ended:
             return
         if time.monotonic() - quiet_since > KEEPALIVE_S:
             yield ": keepalive\n\n"
             quiet_since = time.monotonic()
-        time.sleep(POLL_S)
+        await anyio.sleep(POLL_S)
+
+
+def _poll(
+    workspace: Workspace,
+    run_id: str,
+    node: str | None,
+    attempt: int | None,
+    read: dict[tuple[str, int], int],
+) -> tuple[list[str], bool]:
+    """The events for output new since `read` (updated), and whether the stream ends."""
+    run = workspace.metadata.get_run(run_id)
+    try:
+        found = attempt_logs(workspace, run_id, node, attempt)
+    except NodeNotFoundError as exc:
+        if run.status.terminal:
+            return [_event("error", {"error": "node_not_found", "detail": str(exc)})], True
+        found = []  # the node has not started yet
+    events = []
+    for log in found:
+        key = (log.label, log.attempt)
+        chunk = log.read_from(read.get(key, 0))
+        if chunk:
+            read[key] = read.get(key, 0) + len(chunk)
+            text = chunk.decode("utf-8", errors="replace")
+            events.append(_event("log", {"node": log.label, "attempt": log.attempt, "text": text}))
+    if run.status.terminal:
+        events.append(_event("end", {"status": run.status.value}))
+    return events, run.status.terminal
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
