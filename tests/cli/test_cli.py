@@ -223,10 +223,12 @@ def test_artifacts_list_show_get(project, tmp_path):
 
 
 def test_db_upgrade_is_idempotent(project):
+    from lockgate.stores.metadata.schema import SCHEMA_REVISION
+
     first = invoke("db", "upgrade")
-    assert first.exit_code == 0 and "schema revision 0004" in first.stdout
+    assert first.exit_code == 0 and f"schema revision {SCHEMA_REVISION}" in first.stdout
     second = invoke("db", "upgrade")
-    assert "already at schema revision 0004" in second.stdout
+    assert f"already at schema revision {SCHEMA_REVISION}" in second.stdout
 
 
 def test_the_installed_script_exit_codes(project):
