@@ -103,7 +103,7 @@ def tasks_table(result: Stats) -> Table:
     """One row per task of each pipeline: retries, queue time, gate outcomes."""
     table = Table(title="tasks", title_justify="left")
     for column in ("pipeline", "task", "task runs", "retries per run", "most retries"):
-        table.add_column(column, justify="right" if "run" in column else "left")
+        table.add_column(column, justify="left" if column in ("pipeline", "task") else "right")
     for column in ("queue p50", "p95"):
         table.add_column(column, justify="right")
     table.add_column("gates passed")

@@ -124,7 +124,7 @@ def _tasks(conn: sa.Connection, where: list[Any]) -> list[TaskSample]:
             if number - 1 > entry[2]:
                 entry[2] = number - 1
         if waited is not None:
-            entry[3].append(max(0.0, waited))
+            entry[3].append(waited if waited > 0.0 else 0.0)
 
     # A gate node's evaluation passed when every one of its checks did.
     checks = _windowed(
