@@ -48,6 +48,9 @@ def test_runs_page_lists_runs_and_needs_a_login(project, browser_page, shoot):
     page.click("#run-filters button[type=submit]")
     page.wait_for_url(re.compile(r".*status=failed.*"))
     assert page.locator("tr.run").count() == 1
+    other = project.api("POST", "/api/v1/pipelines/trainer/runs", {"params": {}})["run_id"]
+    page.goto(project.url + "/")
+    page.locator(f'tr.run[data-run="{other}"][data-state=succeeded]').wait_for()
     shoot(page, "runs")
     no_csp_violations(console)
 
@@ -67,11 +70,14 @@ def test_trigger_and_watch_the_dag_go_from_queued_to_running_to_succeeded(
     assert node(page, "prepare").get_attribute("data-state") == "succeeded"
     assert node(page, "summarize").get_attribute("data-state") in ("pending", "queued")
     assert page.locator("#run-status").get_attribute("data-state") == "running"
+    page.locator("svg.gantt rect.bar[data-kind=running]").wait_for()  # the timeline too
     shoot(page, "run-running")
     (project.root / "go").touch()
     node(page, "summarize").and_(page.locator("[data-state=succeeded]")).wait_for()
     page.locator("#run-status[data-state=succeeded]").wait_for()
     assert page.evaluate("window.__same_document") is True  # never reloaded
+    page.wait_for_function("!document.getElementById('cancel-form')")  # nothing to cancel now
+    assert page.locator("#duration").inner_text().endswith(" s")
     assert project.api("GET", f"/api/v1/runs/{run_id}")["run"]["trigger"] == "ui"
     assert page.locator("svg.gantt rect.bar[data-kind=succeeded]").count() == 3
     shoot(page, "run")
@@ -130,5 +136,9 @@ def test_the_lineage_of_a_registered_model(project, browser_page, shoot):
     shoot(page, "record")
     page.goto(project.url + "/pipelines/trainer")
     assert node(page, "gate").count() == 1
+    success = page.locator("tr[data-metric=success_rate]")
+    assert "100.0 % of 1 runs" in success.inner_text()
+    assert success.locator("svg.trend polyline").count() == 1
+    assert "100.0 % of 1" in page.locator("tr[data-metric=gate_pass_rate]").inner_text()
     shoot(page, "pipeline")
     no_csp_violations(console)

@@ -204,16 +204,17 @@ def _seconds(value: float) -> str:
 def trend_line(
     values: Sequence[float | None], *, width: float = 240.0, height: float = 48.0
 ) -> dict[str, Any]:
-    """A polyline for a small trend chart; missing values break nothing (they are skipped)."""
+    """A polyline (and a dot per value) for a small trend chart; missing values are skipped."""
     known = [v for v in values if v is not None]
     if not known:
-        return {"points": "", "width": width, "height": height, "last": None}
+        return {"points": "", "dots": [], "width": width, "height": height, "last": None}
     low, high = min(known), max(known)
     spread = (high - low) or 1.0
     step = width / max(1, len(values) - 1)
-    points = [
-        f"{i * step:.1f},{height - 4 - (v - low) / spread * (height - 8):.1f}"
+    dots = [
+        (round(i * step, 1), round(height - 4 - (v - low) / spread * (height - 8), 1))
         for i, v in enumerate(values)
         if v is not None
     ]
-    return {"points": " ".join(points), "width": width, "height": height, "last": known[-1]}
+    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in dots)
+    return {"points": points, "dots": dots, "width": width, "height": height, "last": known[-1]}

@@ -173,9 +173,12 @@ def register(app: FastAPI, ui: UI) -> None:
         def read() -> dict[str, Any]:
             store = ui.state.workspace.metadata
             run = store.get_run(run_id)
+            view = run_view(run)
             return {
                 "status": run.status.value,
                 "terminal": run.status.terminal,
+                "queue_time": ui.env.filters["seconds"](view["queue_time_s"]),
+                "duration": ui.env.filters["seconds"](view["duration_s"]),
                 "nodes": drawing.node_states(store.task_runs(run.id)),
             }
 

@@ -47,9 +47,11 @@
     let lastGantt = 0;
     poll(async function () {
       const data = await get("/ui/runs/" + id + "/states", "application/json");
+      let changed = false;
       for (const [node, state] of Object.entries(data.nodes)) {
         const g = nodes.get(node);
         if (g && g.dataset.state !== state) {
+          changed = true;
           g.dataset.state = state;
           const title = g.querySelector("title");
           if (title) title.textContent = title.textContent.replace(/ · [a-z_]+$/, " · " + state);
@@ -58,13 +60,19 @@
       badge.dataset.state = data.status;
       badge.textContent = data.status;
       run.dataset.status = data.status;
+      for (const [key, id] of [["queue_time", "queue-time"], ["duration", "duration"]]) {
+        const cell = document.getElementById(id);
+        if (cell) cell.textContent = data[key];
+      }
       const now = Date.now();
-      if (gantt && (data.terminal || now - lastGantt > 3000)) {
+      if (gantt && (changed || data.terminal || now - lastGantt > 3000)) {
         lastGantt = now;
         gantt.innerHTML = await get("/ui/runs/" + id + "/gantt", "text/html");
       }
       if (data.terminal) {
         run.dataset.terminal = "true";
+        const cancel = document.getElementById("cancel-form");
+        if (cancel) cancel.remove();
         return false;
       }
       return true;
