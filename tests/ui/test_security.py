@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from lockgate.cli.main import cli
+from lockgate.server.ui.security import MAX_ANONYMOUS, Sessions
 
 HTML_PAGES = [
     "/",
@@ -226,3 +227,25 @@ def test_revoking_the_token_ends_its_sessions_and_read_tokens_cannot_act(project
         "/pipelines/watched/trigger", data={"csrf": csrf}, headers={"Origin": project.url}
     )
     assert answer.status_code == 403 and "may only read" in answer.text
+
+
+def test_failed_logins_from_one_client_are_rate_limited(project):
+    http = client(project)
+    csrf = csrf_of(http.get("/login").text)
+    codes = []
+    while 429 not in codes and len(codes) < 50:
+        answer = http.post(
+            "/login", data={"csrf": csrf, "token": "lg_guess"}, headers={"Origin": project.url}
+        )
+        codes.append(answer.status_code)
+    assert codes[-1] == 429 and set(codes[:-1]) == {401} and len(codes) >= 11
+
+
+def test_a_flood_of_login_forms_never_pushes_out_logged_in_sessions():
+    sessions = Sessions()
+    user = sessions.new("hash", "alice", ("run",))
+    first_form = sessions.new()
+    for _ in range(MAX_ANONYMOUS + 50):
+        sessions.new()
+    assert sessions.get(user.id) is user
+    assert sessions.get(first_form.id) is None  # the oldest anonymous ones went

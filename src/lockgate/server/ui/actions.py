@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 
 from lockgate.errors import LockgateError, PipelineNotFoundError, RunNotFoundError
 from lockgate.model.states import Trigger
+from lockgate.server.auth import FailureLimiter
 from lockgate.server.ui import security
 from lockgate.server.ui.web import UI, Viewer
 from lockgate.service import tokens
@@ -30,6 +31,7 @@ def safe_next(target: str | None) -> str:
 
 def register(app: FastAPI, ui: UI) -> None:
     """Add login, logout and the run actions to `app`."""
+    failures = FailureLimiter()  # as the API's: 10 bad tokens a second, then 429
 
     @app.get("/login", include_in_schema=False)
     async def login_page(request: Request) -> Response:
@@ -43,11 +45,15 @@ def register(app: FastAPI, ui: UI) -> None:
     @app.post("/login", include_in_schema=False)
     async def login(request: Request) -> Response:
         fields = await ui.form(request, login=True)
+        client = request.client.host if request.client else "?"
+        if failures.blocked(client):
+            return ui.error_page(429, "Too many failed logins", "wait a second and try again")
         found = await run_in_threadpool(
             tokens.verify, ui.state.workspace, fields.get("token", "").strip()
         )
         old = security.current_session(request, ui.state, ui.sessions)
         if found is None:
+            failures.failed(client)
             context = {
                 "next": safe_next(fields.get("next")),
                 "problem": "that token is unknown or revoked; create one with "

@@ -18,6 +18,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -31,6 +32,8 @@ COOKIE = "lockgate_session"
 SESSION_TTL = 12 * 3600.0
 #: Beyond this many live sessions the oldest are dropped (memory stays bounded).
 MAX_SESSIONS = 10_000
+#: The same for anonymous sessions (login forms not yet sent).
+MAX_ANONYMOUS = 1_000
 
 #: Set on every HTML response. No inline scripts or styles: all of it is in /ui/static.
 HEADERS = {
@@ -63,11 +66,16 @@ class Session:
 
 
 class Sessions:
-    """Live sessions by id, in this server's memory."""
+    """Live sessions by id, in this server's memory.
+
+    Anonymous sessions (a login form's CSRF token) are kept apart and capped
+    lower, so a flood of login-page visits can never push out logged-in users.
+    """
 
     def __init__(self) -> None:
         """Start with none."""
-        self._by_id: dict[str, Session] = {}
+        self._users: OrderedDict[str, Session] = OrderedDict()
+        self._anonymous: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
     def new(
@@ -85,11 +93,11 @@ class Sessions:
             token_name=token_name,
             scopes=scopes,
         )
+        table, cap = (self._users, MAX_SESSIONS) if token_hash else (self._anonymous, MAX_ANONYMOUS)
         with self._lock:
-            if len(self._by_id) >= MAX_SESSIONS:
-                oldest = min(self._by_id.values(), key=lambda s: s.created_at)
-                del self._by_id[oldest.id]
-            self._by_id[session.id] = session
+            while len(table) >= cap:
+                table.popitem(last=False)  # the oldest goes
+            table[session.id] = session
         return session
 
     def get(self, session_id: str | None) -> Session | None:
@@ -97,16 +105,21 @@ class Sessions:
         if not session_id:
             return None
         with self._lock:
-            session = self._by_id.get(session_id)
-            if session is not None and time.time() - session.created_at > SESSION_TTL:
-                del self._by_id[session_id]
-                return None
-            return session
+            for table in (self._users, self._anonymous):
+                session = table.get(session_id)
+                if session is None:
+                    continue
+                if time.time() - session.created_at > SESSION_TTL:
+                    del table[session_id]
+                    return None
+                return session
+        return None
 
     def drop(self, session_id: str) -> None:
         """End a session (logout, or its token was revoked)."""
         with self._lock:
-            self._by_id.pop(session_id, None)
+            self._users.pop(session_id, None)
+            self._anonymous.pop(session_id, None)
 
 
 def current_session(request: Request, state: ServerState, sessions: Sessions) -> Session | None:
