@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import sqlalchemy as sa
+from uiserver import log_in
 
 from lockgate.model.states import TaskState, Trigger
 from lockgate.service.catalog import load_catalog
@@ -119,3 +120,15 @@ def test_ten_thousand_runs_and_a_two_thousand_node_run_render(start_project):
     states = http.get(f"/ui/runs/{wide_id}/states").json()
     assert len(states["nodes"]) == 2000 and states["status"] == "cancelled"
     assert sum(s == "succeeded" for s in states["nodes"].values()) == 500
+
+
+def test_the_two_thousand_node_run_loads_in_chromium(start_project, browser_page):
+    project = start_project(more_pipelines=WIDE, prepare=fill)
+    page, console = browser_page
+    log_in(page, project, "/?trigger=cli")
+    page.locator("tr.run a").first.click()
+    page.wait_for_url(f"{project.url}/runs/r-*")
+    assert page.locator("svg.dag g.node").count() == 2000
+    assert page.locator('svg.dag g.node[data-state="succeeded"]').count() == 500
+    assert page.locator("#run-status").get_attribute("data-state") == "cancelled"
+    assert console.csp_violations() == [] and not any("pageerror" in m for m in console.messages)
