@@ -249,3 +249,24 @@ def test_a_flood_of_login_forms_never_pushes_out_logged_in_sessions():
         sessions.new()
     assert sessions.get(user.id) is user
     assert sessions.get(first_form.id) is None  # the oldest anonymous ones went
+
+
+def test_trigger_with_bad_parameters_says_why_and_cancel_stops_a_run(project):
+    http, csrf = logged_in(project)
+    same = {"Origin": project.url}
+    bad = http.post(
+        "/pipelines/watched/trigger", data={"csrf": csrf, "param.size": "many"}, headers=same
+    )
+    assert bad.status_code == 400 and "size" in bad.text and "int" in bad.text
+    assert project.api("GET", "/api/v1/runs?limit=5")["runs"] == []
+    queued = http.post(
+        "/pipelines/watched/trigger", data={"csrf": csrf, "param.size": "2"}, headers=same
+    )
+    assert queued.status_code == 303
+    run_id = queued.headers["location"].rsplit("/", 1)[1]
+    project.wait_run(run_id, ("running",))
+    cancelled = http.post(f"/runs/{run_id}/cancel", data={"csrf": csrf}, headers=same)
+    assert cancelled.status_code == 303 and cancelled.headers["location"] == f"/runs/{run_id}"
+    assert project.wait_run(run_id, ("cancelled",)) == "cancelled"
+    again = http.post(f"/runs/{run_id}/cancel", data={"csrf": csrf}, headers=same)
+    assert again.status_code == 409
