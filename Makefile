@@ -30,7 +30,8 @@ demo: $(STAMP)
 	cd examples/quickstart && ../../$(BIN)/lockgate run pipelines.py:nightly
 	cd examples/quickstart && ../../$(BIN)/lockgate models list breast-cancer-clf
 	cd examples/quickstart && ../../$(BIN)/lockgate record latest -o .lockgate/records/latest.md
-	@echo "Next: cd examples/quickstart; ../../$(BIN)/lockgate show latest; ../../$(BIN)/lockgate lineage model:breast-cancer-clf"
+	cd examples/quickstart && ../../$(BIN)/lockgate stats --since 1d
+	@echo "Next: cd examples/quickstart; ../../$(BIN)/lockgate show latest; ../../$(BIN)/lockgate lineage model:breast-cancer-clf; ../../$(BIN)/lockgate server (web UI on http://127.0.0.1:8787/)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
