@@ -293,3 +293,19 @@ def test_workers_and_executor_options_are_checked(project):
     assert bad.exit_code == 2 and "--workers" in bad.output
     ok = invoke("run", "pipelines.py:nightly", "--workers", "1", "--json")
     assert ok.exit_code == 0
+
+
+def test_every_command_module_is_reachable_by_name():
+    # Commands in other modules load lazily by name: one missing from the map
+    # would silently vanish from `lockgate --help`.
+    import click
+
+    from lockgate.cli import cadences, lifecycle, main, observe
+
+    defined = {c.name for m in (cadences, lifecycle, observe) for c in m.COMMANDS}
+    assert defined == set(main.LAZY_COMMANDS)
+    ctx = click.Context(cli)
+    for name in defined:
+        assert cli.get_command(ctx, name).name == name
+    listed = invoke("--help").stdout
+    assert all(name in listed for name in defined)

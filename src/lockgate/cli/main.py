@@ -8,27 +8,24 @@ rendered in exactly one place, `LockgateGroup.invoke`.
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 
-from lockgate.cli.progress import Progress
 from lockgate.errors import LockgateError
 from lockgate.model.drawing import FORMATS, draw
 from lockgate.model.states import RunState, Trigger
-from lockgate.service import artifacts as artifact_service
-from lockgate.service import views
-from lockgate.service.alerts import run_alert_pass
 from lockgate.service.compose import DEFAULT_EXECUTOR, EXECUTORS, Workspace
-from lockgate.service.lifecycle import cancel_run, recover_runs, resume_run
-from lockgate.service.loader import load_pipeline
-from lockgate.service.runs import RunResult, small_output, start_run
+
+if TYPE_CHECKING:
+    from lockgate.service.runs import RunResult
 
 EXIT_CODES = {
     RunState.SUCCEEDED: 0,
@@ -47,8 +44,41 @@ err = Console(
 )
 
 
+#: Commands defined in other modules, imported only when one of them runs (or
+#: `--help` lists them): a command pays for its own imports, not everyone's.
+LAZY_COMMANDS = {
+    "datasets": "lockgate.cli.lifecycle:datasets",
+    "models": "lockgate.cli.lifecycle:models",
+    "prompts": "lockgate.cli.lifecycle:prompts",
+    "approve": "lockgate.cli.lifecycle:approve",
+    "reject": "lockgate.cli.lifecycle:reject",
+    "lineage": "lockgate.cli.lifecycle:lineage",
+    "record": "lockgate.cli.lifecycle:record",
+    "pipelines": "lockgate.cli.cadences:pipelines",
+    "trigger": "lockgate.cli.cadences:trigger",
+    "backfill": "lockgate.cli.cadences:backfill",
+    "server": "lockgate.cli.cadences:server",
+    "token": "lockgate.cli.cadences:token",
+    "stats": "lockgate.cli.observe:stats",
+}
+
+
 class LockgateGroup(click.Group):
     """A click group that renders lockgate errors with their exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Every command name, the lazily imported ones included."""
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command called `cmd_name`, importing its module on first use."""
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in LAZY_COMMANDS:
+            return found
+        module, _, attr = LAZY_COMMANDS[cmd_name].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        self.add_command(command, cmd_name)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command; turn LockgateError into a message and an exit code."""
@@ -100,6 +130,8 @@ def _executor_options(fn: Any) -> Any:
 
 
 def _finish(ctx: click.Context, result: RunResult, workspace: Workspace, as_json: bool) -> None:
+    from lockgate.service.runs import small_output
+
     if as_json:
         _json(
             {
@@ -136,6 +168,8 @@ def _drive(
     as_json: bool,
 ) -> None:
     """Run `go(listener=...)` under the progress display; Ctrl-C exits 130."""
+    from lockgate.cli.progress import Progress
+
     try:
         with Progress(err, pipeline, nodes, quiet=as_json) as progress:
             result = go(listener=progress)
@@ -146,6 +180,8 @@ def _drive(
         )
         ctx.exit(130)
     # Alerts work without a server: this run's failure or SLA miss is sent now.
+    from lockgate.service.alerts import run_alert_pass  # urllib/ssl: only once a run ended
+
     run_alert_pass(workspace.metadata, workspace.project.alerts)
     _finish(ctx, result, workspace, as_json)
 
@@ -187,6 +223,9 @@ def run(
 
     Example: lockgate run pipelines.py:nightly -p day=2026-11-24
     """
+    from lockgate.service.loader import load_pipeline
+    from lockgate.service.runs import start_run
+
     workspace = _workspace(ctx)
     if ":" in ref or ref.endswith(".py") or workspace.project.path is None:
         pipeline = load_pipeline(ref)
@@ -231,6 +270,8 @@ def resume(
     with their attempt numbers continuing. The run's history records that it was
     resumed from the CLI. The pipeline's code must be the version the run used.
     """
+    from lockgate.service.lifecycle import resume_run
+
     workspace = _workspace(ctx)
     record = workspace.metadata.get_run(run_id)
     nodes = [node["id"] for node in workspace.metadata.run_graph(record.id)["nodes"]]
@@ -260,6 +301,8 @@ def recover(ctx: click.Context, executor: str, workers: int | None, as_json: boo
     for example after the coordinator was killed or the machine restarted.
     Exits 1 if any recovered run did not succeed.
     """
+    from lockgate.service.lifecycle import recover_runs
+
     outcomes = recover_runs(_workspace(ctx), executor=executor, workers=workers)
     rows = [
         {
@@ -296,6 +339,8 @@ def cancel(ctx: click.Context, run_id: str, wait: bool, as_json: bool) -> None:
     The coordinator driving the run acts within a second; a run nobody drives
     (queued or orphaned) is cancelled at once. Committed results are kept.
     """
+    from lockgate.service.lifecycle import cancel_run
+
     workspace = _workspace(ctx)
     record = cancel_run(workspace, run_id, by=Trigger.CLI)
     deadline = time.monotonic() + 60
@@ -374,6 +419,7 @@ def runs_command(
 ) -> None:
     """List recent runs, newest first."""
     from lockgate.cli.render import runs_table
+    from lockgate.service import views
 
     workspace = _workspace(ctx)
     records = workspace.metadata.list_runs(
@@ -396,6 +442,7 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
     RUN is a run id or a unique prefix of one.
     """
     from lockgate.cli.render import run_tree
+    from lockgate.service import views
 
     details = views.run_details(_workspace(ctx), run_id)
     if as_json:
@@ -409,6 +456,8 @@ def show(ctx: click.Context, run_id: str, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 def graph(ref: str, fmt: str) -> None:
     """Print a pipeline's graph without running it (text, Graphviz dot, or Mermaid)."""
+    from lockgate.service.loader import load_pipeline
+
     click.echo(draw(load_pipeline(ref).graph, fmt))
 
 
@@ -424,6 +473,7 @@ def artifacts() -> None:
 def artifacts_list(ctx: click.Context, limit: int, as_json: bool) -> None:
     """List artifacts, newest first."""
     from lockgate.cli.render import artifacts_table
+    from lockgate.service import views
 
     records = _workspace(ctx).metadata.list_artifacts(limit=limit)
     if as_json:
@@ -442,6 +492,7 @@ def artifacts_show(ctx: click.Context, key: str, as_json: bool) -> None:
     ARTIFACT is lockgate://artifacts/sha256/<hex>, sha256:<hex> or the bare hex.
     """
     from lockgate.cli.render import artifact_panel
+    from lockgate.service import artifacts as artifact_service
 
     view = artifact_service.describe_artifact(_workspace(ctx), key)
     if as_json:
@@ -465,6 +516,8 @@ def artifacts_get(ctx: click.Context, key: str, output: Path | None) -> None:
 
     Nothing is deserialized, so fetching an untrusted pickle is safe.
     """
+    from lockgate.service import artifacts as artifact_service
+
     record, data = artifact_service.artifact_bytes(_workspace(ctx), key)
     if output is None:
         sys.stdout.buffer.write(data)
@@ -491,16 +544,6 @@ def db_upgrade() -> None:
         out.print(f"{where} is already at schema revision {after}")
     else:
         out.print(f"{where} upgraded from {before or 'empty'} to schema revision {after}")
-
-
-def _register_commands() -> None:
-    from lockgate.cli import cadences, lifecycle, observe
-
-    for command in [*lifecycle.COMMANDS, *cadences.COMMANDS, *observe.COMMANDS]:
-        cli.add_command(command)
-
-
-_register_commands()
 
 
 def main() -> None:

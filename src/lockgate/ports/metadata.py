@@ -444,7 +444,7 @@ class TaskSample:
         retries: attempts beyond the first, summed over those task runs.
         max_retries: the most retries one task run needed.
         queue_times: `started_at - queued_at` of every attempt that started,
-            in seconds, in no particular order.
+            in seconds, ascending (so percentiles need no further sort).
         gate_evaluations: task runs that decided gate checks (gate nodes only).
         gate_passed: of those, the ones whose every check passed.
     """

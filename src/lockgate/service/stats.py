@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import re
 import time
@@ -98,7 +99,11 @@ class Percentiles:
     @classmethod
     def of(cls, values: Sequence[float]) -> Percentiles:
         """The percentiles of unsorted values."""
-        ordered = sorted(values)
+        return cls.of_sorted(sorted(values))
+
+    @classmethod
+    def of_sorted(cls, ordered: Sequence[float]) -> Percentiles:
+        """The percentiles of values already in ascending order."""
         p50, p95 = percentile(ordered, 0.5), percentile(ordered, 0.95)
         return cls(
             len(ordered),
@@ -251,7 +256,7 @@ def _task(sample: TaskSample) -> TaskStats:
         retry_rate=rate,
         max_retries=sample.max_retries,
         retry_flagged=rate is not None and rate > RETRY_RATE_LIMIT,
-        queue_s=Percentiles.of(sample.queue_times),
+        queue_s=Percentiles.of_sorted(sample.queue_times),
         gates=_gates(sample.gate_evaluations, sample.gate_passed)
         if sample.gate_evaluations
         else None,
@@ -278,7 +283,10 @@ def _pipeline(
         run_queue_s=Percentiles.of(
             [max(0.0, r.started_at - r.created_at) for r in runs if r.started_at is not None]
         ),
-        task_queue_s=Percentiles.of([q for t in tasks for q in t.queue_times]),
+        # Each task's times come sorted: sorting their concatenation merges runs.
+        task_queue_s=Percentiles.of(
+            list(itertools.chain.from_iterable(t.queue_times for t in tasks))
+        ),
         gates=_gates(sum(t.gate_evaluations for t in tasks), sum(t.gate_passed for t in tasks)),
         lineage=_lineage(models),
         tasks=tuple(_task(t) for t in tasks) if name is not None else (),

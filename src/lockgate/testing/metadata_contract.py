@@ -722,7 +722,7 @@ class MetadataStoreContract(AlertStoreContract):
         assert one.resumes == () and two.resumes == (("cli", "failed"),)
         tasks = {t.task_name: t for t in found.tasks}
         assert (tasks["a"].executed, tasks["a"].retries, tasks["a"].max_retries) == (1, 1, 1)
-        assert sorted(tasks["a"].queue_times) == pytest.approx([0.5, 2.0])
+        assert tasks["a"].queue_times == pytest.approx((0.5, 2.0))  # ascending
         assert (tasks["b"].executed, tasks["b"].retries) == (1, 0)
         assert tasks["b"].queue_times == pytest.approx((1.0,))
         assert (tasks["c"].executed, tasks["c"].gate_evaluations, tasks["c"].gate_passed) == (
