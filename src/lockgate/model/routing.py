@@ -31,7 +31,8 @@ _BITS = 64
 def point(route: str, key: str) -> float:
     """Where `key` falls in [0, 100) for `route` (uniform over keys, fixed per key)."""
     digest = hashlib.sha256(f"{route}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[: _BITS // 8], "big") / 2**_BITS * 100.0
+    whole: int = int.from_bytes(digest[: _BITS // 8], "big")
+    return whole / float(2**_BITS) * 100.0
 
 
 def pick(route: str, key: str, weights: Sequence[float]) -> int:
