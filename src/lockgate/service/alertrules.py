@@ -33,7 +33,15 @@ from lockgate.errors import ConfigError
 from lockgate.model.units import parse_duration
 
 #: The events a rule can fire on.
-EVENTS = ("run_failed", "gate_failed", "retry_storm", "sla_missed", "stale_input", "rollback")
+EVENTS = (
+    "run_failed",
+    "gate_failed",
+    "retry_storm",
+    "sla_missed",
+    "stale_input",
+    "rollback",
+    "gateway_load_failed",
+)
 NOTIFIERS = ("webhook", "slack", "pagerduty", "command")
 SEVERITIES = ("critical", "error", "warning", "info")
 PAGERDUTY_URL = "https://events.pagerduty.com/v2/enqueue"

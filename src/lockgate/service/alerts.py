@@ -17,6 +17,10 @@ Facts:
 | `sla_missed` | an `sla_missed` event (`@lg.pipeline(sla=...)`) |
 | `stale_input` | a `run_warning` about a stale input, or a run failed for one |
 | `rollback` | an alias move with action `rollback` (not tied to a pipeline) |
+| `gateway_load_failed` | the gateway could not load a route's target (`enqueue_fact`) |
+
+The gateway keeps serving a route's previous targets when it cannot load new
+ones, and enqueues `gateway_load_failed` itself (it is not an event of a run).
 
 The first pass on a database starts `horizon` seconds back, so turning
 alerts on does not page about last year's failures. `lockgate server` runs a
@@ -286,6 +290,29 @@ def _delivery(rule: AlertRule, fact: Fact, now: float) -> NewDelivery:
         created_at=now,
         next_at=now,
     )
+
+
+def enqueue_fact(
+    store: MetadataStore, rules: Sequence[AlertRule], fact: Fact, *, now: float | None = None
+) -> int:
+    """Enqueue one delivery per matching rule for a fact that is not a stored event.
+
+    The gateway's `gateway_load_failed` is found in a serving process, not in
+    the event chain, so the gateway enqueues it here; the next alert pass (of
+    any `lockgate server`, or the gateway's own) sends it. The delivery key is
+    `rule|subject|event`, as for every fact, so the same subject alerts once.
+
+    Returns:
+        How many deliveries were created (0: no rule wants it, or already enqueued).
+    """
+    now = time.time() if now is None else now
+    created = 0
+    for rule in rules_for(rules, fact.event, fact.pipeline):
+        delivery = store.enqueue_alert(
+            _delivery(rule, fact, now), rate_limit=rule.rate_limit, window=rule.rate_window
+        )
+        created += delivery is not None
+    return created
 
 
 def run_alert_pass(store: MetadataStore, rules: Sequence[AlertRule]) -> PassResult | None:

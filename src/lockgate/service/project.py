@@ -38,6 +38,9 @@ silently turns a feature off. Relative paths are relative to the file.
     on = ["run_failed", "sla_missed"]
     notifier = "slack"
     url = "env:SLACK_WEBHOOK_URL"
+
+    [gateway]                     # `lockgate gateway`; see service/gatewayconfig.py
+    port = 8788
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from typing import Any
 
 from lockgate.errors import ConfigError
 from lockgate.service.alertrules import AlertRule, parse_alerts
+from lockgate.service.gatewayconfig import GatewaySettings, parse_gateway
 
 FILENAME = "lockgate.toml"
 TRANSPORTS = ("off", "console", "file", "http")
@@ -108,6 +112,7 @@ class Project:
     pools: Mapping[str, int] = field(default_factory=dict)
     openlineage: OpenLineageSettings = field(default_factory=OpenLineageSettings)
     alerts: tuple[AlertRule, ...] = ()
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def find(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
@@ -148,7 +153,16 @@ def parse(path: Path) -> Project:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     where = _Where(path, text)
-    known = {"project", "database", "artifacts", "server", "pools", "openlineage", "alerts"}
+    known = {
+        "project",
+        "database",
+        "artifacts",
+        "server",
+        "pools",
+        "openlineage",
+        "alerts",
+        "gateway",
+    }
     for name, section in data.items():
         if name not in known:
             raise ConfigError(
@@ -185,6 +199,7 @@ def parse(path: Path) -> Project:
         pools=_pools(where, data.get("pools", {})),
         openlineage=_openlineage(path, where, data.get("openlineage", {})),
         alerts=parse_alerts(path, text, data.get("alerts", [])),
+        gateway=parse_gateway(path, text, data.get("gateway", {})),
     )
 
 
