@@ -26,7 +26,9 @@ place without a lookup table.
     │   │   ├── RunNotFoundError
     │   │   ├── NodeNotFoundError
     │   │   ├── RunExistsError          this schedule tick, version or message already has a run
-    │   │   └── FencedError             a stale attempt's commit: another coordinator owns the run
+    │   │   ├── FencedError             a stale attempt's commit: another coordinator owns the run
+    │   │   ├── RouteNotFoundError      no route with that name (exit 2)
+    │   │   └── RouteConflictError      the route changed since it was read (retry)
     │   └── ArtifactError
     │       ├── ArtifactNotFoundError
     │       ├── ArtifactCorrupted
@@ -39,6 +41,12 @@ place without a lookup table.
     ├── EvaluationError                 exit 2: an evaluator cannot score its rows
     ├── GateError                       exit 3: an evaluation gate did not pass
     ├── RegistryError                   exit 2: a registry operation is not allowed
+    ├── RouteError                      exit 2: a route change is not allowed
+    │   ├── InvalidRouteError           (also ValueError) bad weights, targets or mirror
+    │   └── RouteStateError             the route has no earlier state to roll back to
+    ├── ServingError                    exit 1: the gateway cannot serve a route's target
+    │   ├── ModelLoadError              a target cannot be loaded (version, value, answerer)
+    │   └── PredictionError             a target raised on a request's inputs
     └── ApiError                        exit 1: `lg.Client` got an error from a server
 """
 
@@ -61,19 +69,27 @@ __all__ = [
     "GraphError",
     "InvalidArtifactKey",
     "InvalidPolicyError",
+    "InvalidRouteError",
     "LockgateError",
     "LockgateWarning",
     "MetadataBusyError",
     "MetadataError",
+    "ModelLoadError",
     "NodeNotFoundError",
     "ParameterError",
     "PipelineNotFoundError",
+    "PredictionError",
     "RegistryError",
+    "RouteConflictError",
+    "RouteError",
+    "RouteNotFoundError",
+    "RouteStateError",
     "RunExistsError",
     "RunFailedError",
     "RunNotFoundError",
     "RunStateError",
     "SchemaVersionError",
+    "ServingError",
     "StoreError",
     "TaskFailedError",
     "TracingError",
@@ -206,6 +222,16 @@ class FencedError(MetadataError):
     """A commit named an attempt that is no longer current: another coordinator took over."""
 
 
+class RouteNotFoundError(MetadataError):
+    """No route with the given name exists."""
+
+    exit_code = 2
+
+
+class RouteConflictError(MetadataError):
+    """A route change expected a version the route no longer has: someone changed it first."""
+
+
 class ArtifactError(StoreError):
     """An artifact could not be written, found, trusted or read."""
 
@@ -264,6 +290,36 @@ class RegistryError(LockgateError):
     """A registry operation is not allowed: unknown model or version, ungated promotion."""
 
     exit_code = 2
+
+
+class RouteError(LockgateError):
+    """A route change is not allowed: bad weights, unknown targets, nothing to roll back."""
+
+    exit_code = 2
+
+
+class InvalidRouteError(RouteError, ValueError):
+    """Route targets or weights are invalid (negative, not summing to 100, not registered)."""
+
+
+class RouteStateError(RouteError):
+    """The route's state does not allow the change (no earlier state to roll back to)."""
+
+
+class ServingError(LockgateError):
+    """The gateway cannot serve a request with a route's target."""
+
+
+class ModelLoadError(ServingError):
+    """A route target cannot be loaded: no such version, an unservable value, no answerer."""
+
+
+class PredictionError(ServingError):
+    """A target raised on a request. `status` is 422 when the inputs were refused, else 500."""
+
+    def __init__(self, message: str, *, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class EvaluationError(LockgateError, ValueError):

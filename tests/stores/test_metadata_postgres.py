@@ -41,6 +41,7 @@ from lockgate.testing.metadata_contract import (
     ref,
     verify_chain,
 )
+from lockgate.testing.route_contract import assert_no_lost_update, nudge, split
 
 
 class TestPostgresContract(MetadataStoreContract):
@@ -332,3 +333,33 @@ def test_concurrent_first_uses_of_a_pool_create_it_once(store: SqlMetadataStore)
         store.heartbeat(f"r-{i}", T0)
     took = _together(6, lambda i: store.acquire_slot("gpu", 2, runs[i][0].id, f"r-{i}", T0, T0 - 1))
     assert sorted(took) == [False, False, False, False, True, True]
+
+
+def test_route_writers_on_separate_stores_lose_no_update(pg_url: str):
+    # Separate store instances are separate connection pools, as separate servers
+    # (or a CLI beside a canary step) would be.
+    stores = [SqlMetadataStore(pg_url) for _ in range(4)]
+    try:
+        stores[0].change_route(
+            "bot", targets=split(100, 0), mirror=None, action="set", by="cli:a", at=T0
+        )
+        _together(4, lambda i: [nudge(stores[i], f"w{i}", T0 + i) for _ in range(5)])
+        assert stores[1].get_route("bot").weights == {
+            "model:support-bot@3": 80.0,
+            "model:support-bot@4": 20.0,
+        }
+        assert_no_lost_update(stores[2], 21)
+        # And blind writers (no expected version) are serialized into one history.
+        _together(
+            4,
+            lambda i: [
+                stores[i].change_route(
+                    "bot", targets=split(90, 10), mirror=None, action="shift", by="x", at=T0
+                )
+                for _ in range(5)
+            ],
+        )
+        assert_no_lost_update(stores[3], 41)
+    finally:
+        for store in stores:
+            store.close()

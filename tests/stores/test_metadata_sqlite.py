@@ -13,6 +13,7 @@ from lockgate.stores.metadata import connect, migrate
 from lockgate.stores.metadata.schema import SCHEMA_REVISION, metadata
 from lockgate.stores.metadata.sql import SqlMetadataStore
 from lockgate.testing.metadata_contract import MetadataStoreContract, new_run
+from lockgate.testing.route_contract import T0, assert_no_lost_update, nudge, split, together
 
 
 class TestSqliteContract(MetadataStoreContract):
@@ -133,3 +134,21 @@ def test_urls_are_redacted_in_messages():
         "postgresql+psycopg://bob:***@db/x"
     )
     assert "hunter2" not in connect.describe("postgresql+psycopg://bob:hunter2@db/x")
+
+
+def test_route_writers_on_separate_stores_lose_no_update(tmp_path: Path):
+    url = f"sqlite:///{tmp_path / 'lockgate.db'}"
+    stores = [SqlMetadataStore(url) for _ in range(3)]
+    try:
+        stores[0].change_route(
+            "bot", targets=split(100, 0), mirror=None, action="set", by="cli:a", at=T0
+        )
+        together(3, lambda i: [nudge(stores[i], f"w{i}", T0 + i) for _ in range(5)])
+        assert stores[1].get_route("bot").weights == {
+            "model:support-bot@3": 85.0,
+            "model:support-bot@4": 15.0,
+        }
+        assert_no_lost_update(stores[2], 16)
+    finally:
+        for store in stores:
+            store.close()

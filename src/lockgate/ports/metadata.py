@@ -17,6 +17,7 @@ from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.alerts import AlertDelivery, NewDelivery
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
+from lockgate.ports.routes import Feedback, GatewaySample, RouteChange, RouteRecord, RouteTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -855,6 +856,93 @@ class MetadataStore(Protocol):
 
     def list_alerts(self, *, limit: int = 100, rule: str | None = None) -> list[AlertDelivery]:
         """Alert deliveries, newest first."""
+        ...
+
+    # --- routes and gateway samples (see lockgate/ports/routes.py) --------------
+
+    def get_route(self, name: str) -> RouteRecord:
+        """The route's current state.
+
+        Raises:
+            RouteNotFoundError: no route has that name.
+        """
+        ...
+
+    def list_routes(self) -> list[RouteRecord]:
+        """Every route, by name."""
+        ...
+
+    def change_route(
+        self,
+        name: str,
+        *,
+        targets: Sequence[RouteTarget],
+        mirror: RouteTarget | None,
+        action: str,
+        by: str,
+        at: float,
+        reason: str | None = None,
+        run_id: str | None = None,
+        expected_version: int | None = None,
+    ) -> RouteRecord:
+        """Give the route a new state (creating it when absent), serialized per route.
+
+        One transaction locks the route, writes the state with version + 1 and
+        appends a `route_changes` row holding the state it replaced. Weights are
+        the caller's to validate.
+
+        Raises:
+            RouteConflictError: `expected_version` is set and the route is at
+                another version (0 stands for "absent").
+        """
+        ...
+
+    def rollback_route(
+        self,
+        name: str,
+        *,
+        by: str,
+        at: float,
+        reason: str | None = None,
+        run_id: str | None = None,
+        action: str = "rollback",
+        expected_version: int | None = None,
+    ) -> RouteRecord:
+        """Atomically restore the state the route's last change replaced (a new version).
+
+        Rolling back twice undoes the first rollback.
+
+        Raises:
+            RouteNotFoundError: no route has that name.
+            RouteStateError: the last change created the route (nothing before it).
+            RouteConflictError: `expected_version` is set and differs.
+        """
+        ...
+
+    def route_changes(self, name: str, *, limit: int = 100) -> list[RouteChange]:
+        """The route's changes, newest first."""
+        ...
+
+    def run_route_changes(self, run_id: str) -> list[RouteChange]:
+        """The route changes a run made, oldest first (the reliability record)."""
+        ...
+
+    def record_samples(self, samples: Sequence[GatewaySample]) -> None:
+        """Append gateway samples in one transaction; non-finite scores are dropped."""
+        ...
+
+    def record_feedback(self, feedback: Feedback) -> None:
+        """Append a live quality signal for one request of a route."""
+        ...
+
+    def route_samples(
+        self, route: str, *, since: float, until: float | None = None
+    ) -> list[GatewaySample]:
+        """The route's samples with `since <= at < until`, oldest first.
+
+        Each sample's scores are merged with the feedback recorded for its
+        (route, request_id), whenever it arrived; the newest value per metric wins.
+        """
         ...
 
     def event_chain(

@@ -38,6 +38,7 @@ from lockgate.ports.metadata import (
     WriteBatch,
 )
 from lockgate.testing.alert_contract import AlertStoreContract
+from lockgate.testing.route_contract import RouteStoreContract
 
 T0 = 1_790_000_000.0
 
@@ -153,7 +154,7 @@ def succeed(
     )
 
 
-class MetadataStoreContract(AlertStoreContract):
+class MetadataStoreContract(AlertStoreContract, RouteStoreContract):
     """Behaviour every metadata store must show (the alert outbox's included)."""
 
     @pytest.fixture

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 
 WHOLE_NODE = -1
 
@@ -345,4 +345,65 @@ alert_cursors = sa.Table(
     metadata,
     sa.Column("name", sa.String(40), primary_key=True),
     sa.Column("position", Id, nullable=False),
+)
+
+# Routes: a name with weighted targets (model versions) and an optional mirror.
+# `version` increments on every change; the row is locked while it changes.
+routes = sa.Table(
+    "routes",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("targets", sa.JSON, nullable=False),
+    sa.Column("mirror", sa.JSON),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("updated_by", sa.String(200), nullable=False),
+)
+
+# Append-only audit log of route changes, with the state each one replaced.
+route_changes = sa.Table(
+    "route_changes",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("route", sa.String(200), sa.ForeignKey("routes.name"), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id")),
+    sa.Column("previous", sa.JSON),
+    sa.Column("state", sa.JSON, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.UniqueConstraint("route", "version"),
+    sa.Index(None, "run_id"),
+)
+
+# One row per request and cohort the gateway answered (or failed).
+gateway_samples = sa.Table(
+    "gateway_samples",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("target", sa.String(300), nullable=False),
+    sa.Column("cohort", sa.String(10), nullable=False),
+    sa.Column("route_version", sa.Integer, nullable=False),
+    sa.Column("latency_s", sa.Double, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("scores", sa.JSON, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "route", "at"),
+)
+
+# Live quality signals for requests, merged into their samples' scores on read.
+route_feedback = sa.Table(
+    "route_feedback",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(200), nullable=False),
+    sa.Column("metric", sa.String(200), nullable=False),
+    sa.Column("value", sa.Double, nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index(None, "route", "request_id"),
 )

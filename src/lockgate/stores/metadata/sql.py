@@ -48,6 +48,7 @@ from lockgate.stores.metadata.alerts import AlertMethods
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.queue import QueueMethods
 from lockgate.stores.metadata.reads import Reads
+from lockgate.stores.metadata.routes import RouteMethods
 from lockgate.stores.metadata.schema import (
     WHOLE_NODE,
     approvals,
@@ -66,7 +67,7 @@ from lockgate.stores.metadata.stats import StatsMethods
 _TERMINAL = [s.value for s in TaskState if s.terminal]
 
 
-class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods):
+class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMethods):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
