@@ -30,6 +30,7 @@ PUBLIC = [
     "Workspace",
     "__version__",
     "approval",
+    "canary",
     "cancel",
     "current",
     "errors",

@@ -28,7 +28,7 @@ from lockgate.model.pipeline import Pipeline, pipeline
 from lockgate.model.policy import CachePolicy, RetryPolicy
 from lockgate.model.schedules import on_message, on_new_version
 from lockgate.model.states import AttemptState, RunState, TaskState
-from lockgate.model.system import approval, gate, promote, register
+from lockgate.model.system import approval, canary, gate, promote, register
 from lockgate.model.task import Task, task
 from lockgate.model.versions import Dataset, Model, Prompt, VersionRef
 from lockgate.ports.artifacts import ArtifactRef
@@ -99,6 +99,7 @@ __all__ = [
     "Workspace",
     "__version__",
     "approval",
+    "canary",
     "cancel",
     "current",
     "errors",

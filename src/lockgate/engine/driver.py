@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lockgate import failpoints
 from lockgate.engine.cache import cache_inputs, cache_key
+from lockgate.engine.canary import abort, run_canary
 from lockgate.engine.hooks import HookCaller, wants_hooks
 from lockgate.engine.inputs import MapWidthError, loads_in, map_item, map_width, resolve
 from lockgate.engine.rules import decide
@@ -48,6 +49,8 @@ START_DELAY = 0.1
 
 #: How often a run with tasks waiting for a pool slot asks for one again.
 POOL_POLL_INTERVAL = 0.2
+
+_RUNNERS = {**RUNNERS, "canary": run_canary}
 
 
 @dataclass(slots=True)
@@ -111,6 +114,9 @@ class Driver:
             else {}
         )
         self.waiting: dict[int, _Unit] = {}
+        # System nodes that keep running without a worker (canaries): task run id ->
+        # (when to look again, monotonic; the unit; when its attempt started).
+        self.watching: dict[int, tuple[float, _Unit, float]] = {}
         self.gate_failures: set[str] = set()
         self.failures: set[str] = set()
         self.batch = WriteBatch(at=0.0)
@@ -205,14 +211,19 @@ class Driver:
             while True:
                 self._launch_ready()
                 self._launch_due_retries()
+                if self.watching:
+                    self._look_again()
                 self._maybe_flush()
                 if self.pool_waiting:
                     self._take_slots()
-                if not self.flights and not self.retries and not self.ready:
+                if not self.flights and not self.retries and not self.ready and not self.watching:
                     break
                 timeout = next_cancel_check - clock.monotonic()
                 if self.pool_waiting:
                     timeout = min(timeout, POOL_POLL_INTERVAL)
+                if self.watching:
+                    due = min(d for d, _, _ in self.watching.values())
+                    timeout = min(timeout, due - clock.monotonic())
                 if self.retries:
                     timeout = min(timeout, self.retries[0][0] - clock.monotonic())
                 if self.batch.starts:
@@ -408,17 +419,24 @@ class Driver:
                     return
         self._queue(unit, invocation, key, inputs)
 
-    def _run_system(self, unit: _Unit) -> None:
-        """Decide a gate, register, promote or approval node here, in the coordinator."""
+    def _system_context(self) -> SystemContext:
         artifacts = self.c.artifacts
         if artifacts is None:
             raise RuntimeError("system nodes need Coordinator(artifacts=...)")
+        return SystemContext(self.store, artifacts, self.run_id, self.graph.nodes, self.c.clock)
+
+    def _run_system(self, unit: _Unit) -> None:
+        """Decide a gate, register, promote, approval or canary node here, in the coordinator."""
+        context = self._system_context()
+        artifacts = context.artifacts
         kind = unit.node.task.spec.system
         assert kind is not None
         self._flush()  # decisions read the registry: what upstream nodes wrote commits first
-        invocation = self._invocation(unit, attempt=unit.attempt + 1)
-        context = SystemContext(self.store, artifacts, self.run_id, self.graph.nodes)
-        result = RUNNERS[kind](context, unit.node, invocation, unit.tr_id)
+        watched = self.watching.pop(unit.tr_id, None)
+        # A watching node's attempt is already running: later looks belong to it.
+        attempt = unit.attempt if watched is not None else unit.attempt + 1
+        invocation = self._invocation(unit, attempt=attempt)
+        result = _RUNNERS[kind](context, unit.node, invocation, unit.tr_id)
         if result.waiting:
             if unit.state is not TaskState.WAITING:
                 message = invocation.args[0] if invocation.args else unit.node.id
@@ -426,15 +444,28 @@ class Driver:
             self.waiting[unit.tr_id] = unit
             return
         self.waiting.pop(unit.tr_id, None)
-        # The queueing commits first: the attempt's start is fenced on it.
-        self.batch.queues.append(QueueItem(unit.tr_id, invocation.attempt))
-        unit.state, unit.attempt = TaskState.QUEUED, invocation.attempt
-        self._flush()
+        if watched is None:
+            # The queueing commits first: the attempt's start is fenced on it.
+            self.batch.queues.append(QueueItem(unit.tr_id, invocation.attempt))
+            unit.state, unit.attempt = TaskState.QUEUED, invocation.attempt
+            self._flush()
+            started = self.c.clock.now()
+            self.batch.starts.append(StartItem(unit.tr_id, unit.attempt, started))
+        else:
+            started = watched[2]
+        if result.watch is not None:
+            if watched is None:
+                self._flush()
+                unit.state = TaskState.RUNNING
+            self._record_events(unit, result.events)
+            due = self.c.clock.monotonic() + result.watch
+            self.watching[unit.tr_id] = (due, unit, started)
+            return
+        self._record_events(unit, result.events)
         now = self.c.clock.now()
         output = result.output
         if result.error is None and output is None and result.small_output is not None:
             output = artifacts.put(result.small_output, what=f"output of node {unit.node.id!r}")
-        self.batch.starts.append(StartItem(unit.tr_id, unit.attempt, now))
         self.batch.gate_decisions.extend(result.decisions)
         self.batch.registrations.extend(result.registrations)
         self.batch.alias_moves.extend(result.alias_moves)
@@ -442,7 +473,26 @@ class Driver:
             self.gate_failures.add(unit.node.id)
         consumed = tuple(load.ref.sha256 for load in loads_in((invocation.args, invocation.kwargs)))
         self.flights[invocation.key] = _Flight(unit, invocation, consumed)
-        self._on_finished(Outcome(invocation.key, now, now, output=output, error=result.error))
+        self._on_finished(Outcome(invocation.key, started, now, output=output, error=result.error))
+
+    def _record_events(self, unit: _Unit, events: list[tuple[EventKind, dict[str, Any]]]) -> None:
+        if events:
+            self._flush()  # after the attempt's own rows, in trace order
+        for kind, payload in events:
+            self.store.record_event(
+                self.run_id,
+                kind,
+                self.c.clock.now(),
+                task_run_id=unit.tr_id,
+                attempt=unit.attempt,
+                payload=payload,
+            )
+
+    def _look_again(self) -> None:
+        """Decide the watching nodes whose next look is due."""
+        now = self.c.clock.monotonic()
+        for tr_id in [tr for tr, (due, _, _) in self.watching.items() if due <= now]:
+            self._run_system(self.watching[tr_id][1])
 
     def _poll_approvals(self) -> None:
         decided = {a.task_run_id for a in self.store.approvals(self.run_id)}
@@ -621,6 +671,7 @@ class Driver:
                     self._on_started(event)
                 elif isinstance(event, Finished):
                     self._on_cancelled(event.outcome)
+        self._stop_watching(reason)
         self.retries.clear()
         self.ready.clear()
         self.to_submit.clear()
@@ -636,6 +687,26 @@ class Driver:
             unit.state = TaskState.CANCELLED
             self._notify(unit, TaskState.CANCELLED, unit.attempt, reason)
         self._set_run(RunState.CANCELLED, error=reason)
+
+    def _stop_watching(self, reason: str) -> None:
+        """Cancel the watching canaries: their route goes back, their attempt ends cancelled."""
+        context = self._system_context()
+        now = self.c.clock.now()
+        for _, unit, started in self.watching.values():
+            abort(context, unit.node, self._invocation(unit, unit.attempt), reason)
+            unit.state = TaskState.CANCELLED
+            self.batch.finishes.append(
+                AttemptResult(
+                    task_run_id=unit.tr_id,
+                    attempt=unit.attempt,
+                    attempt_state=AttemptState.CANCELLED,
+                    task_state=TaskState.CANCELLED,
+                    finished_at=now,
+                    started_at=started,
+                    error=ErrorInfo("lockgate.Cancelled", reason, retryable=False, user=False),
+                )
+            )
+        self.watching.clear()
 
     def _on_cancelled(self, outcome: Outcome) -> None:
         flight = self.flights.pop(outcome.key, None)

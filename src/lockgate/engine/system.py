@@ -1,9 +1,10 @@
-"""System nodes, run by the coordinator: gate, register, promote, approval.
+"""System nodes, run by the coordinator: gate, register, promote, approval (canary: canary.py).
 
 Each is a pure-ish decision over small inputs (scores are a few numbers, a
 model is passed by reference and never loaded) plus reads of the registry.
 The result says what to commit with the node's attempt: gate verdicts, a
-model registration, an alias move; or that the node waits for a person.
+model registration, an alias move; that the node waits for a person; or
+that it keeps running and wants another look later (a canary watching).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Any
 from lockgate.model.gates import judge, metric_values, parse_checks
 from lockgate.model.graph import Node
 from lockgate.model.refs import NodeRef
+from lockgate.model.states import EventKind
 from lockgate.ports.artifacts import ArtifactRef, ArtifactStore
+from lockgate.ports.clock import Clock, SystemClock
 from lockgate.ports.executor import ErrorInfo, Invocation, Load
 from lockgate.ports.metadata import AliasMove, GateDecision, MetadataStore, Registration
 
@@ -30,6 +33,9 @@ class SystemResult:
         error: why the node failed (never retried).
         waiting: an approval with no decision yet.
         gate_failed: the failure is a gate's verdict (the run ends gate_failed).
+        watch: the node keeps running (holding no worker); decide it again
+            after this many seconds (a canary watching its cohorts).
+        events: events to append for the node (kind, payload), in order.
     """
 
     output: ArtifactRef | None = None
@@ -40,6 +46,8 @@ class SystemResult:
     registrations: list[Registration] = field(default_factory=list)
     alias_moves: list[AliasMove] = field(default_factory=list)
     small_output: Any = None  # a JSON value to store as the output (approval)
+    watch: float | None = None
+    events: list[tuple[EventKind, dict[str, Any]]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -50,9 +58,11 @@ class SystemContext:
     artifacts: ArtifactStore
     run_id: str
     nodes: Mapping[str, Node]
+    clock: Clock = field(default_factory=SystemClock)
 
 
-def _fail(kind: str, message: str, *, gate: bool = False) -> SystemResult:
+def fail(kind: str, message: str, *, gate: bool = False) -> SystemResult:
+    """A failed node: `lockgate.<kind>: message`, never retried (a gate verdict if `gate`)."""
     error = ErrorInfo(f"lockgate.{kind}", message, retryable=False, user=True)
     return SystemResult(error=error, gate_failed=gate)
 
@@ -101,7 +111,7 @@ def run_gate(ctx: SystemContext, node: Node, invocation: Invocation, tr_id: int)
         )
     failed = [d for d in decisions if not d.passed]
     if failed:
-        result = _fail(
+        result = fail(
             "GateFailed",
             f"gate {node.id!r} failed: " + "; ".join(d.reason for d in failed),
             gate=True,
@@ -118,7 +128,7 @@ def run_register(
     """Record the model artifact as a version of the named model, with its scores."""
     model_in = invocation.args[0]
     if not isinstance(model_in, Load):
-        return _fail("RegistryError", f"node {node.id!r}: register needs a task's output as model")
+        return fail("RegistryError", f"node {node.id!r}: register needs a task's output as model")
     name: str = invocation.kwargs["name"]
     scores = _load(ctx, invocation.kwargs.get("scores"))
     # Gated: the scores came through a gate, or the node waited for one (after=[...]);
@@ -138,16 +148,16 @@ def run_promote(ctx: SystemContext, node: Node, invocation: Invocation, tr_id: i
     name: str = invocation.kwargs["name"]
     alias: str = invocation.kwargs["alias"]
     if not isinstance(model_in, Load):
-        return _fail("RegistryError", f"node {node.id!r}: promote needs a registered model")
+        return fail("RegistryError", f"node {node.id!r}: promote needs a registered model")
     version = ctx.store.version_of("model", name, model_in.ref.sha256)
     if version is None:
-        return _fail(
+        return fail(
             "RegistryError",
             f"node {node.id!r}: this model is not registered as {name!r}; put "
             f"lg.register(model, name={name!r}, scores=lg.gate(...)) before lg.promote",
         )
     if not version.gated:
-        return _fail(
+        return fail(
             "RegistryError",
             f"node {node.id!r}: model {name!r} version {version.version} has no passing gate; "
             "register it with scores=lg.gate(...) (or promote it by hand with "
@@ -175,7 +185,7 @@ def run_approval(
         return SystemResult(waiting=True)
     if decision.decision != "approved":
         because = f": {decision.reason}" if decision.reason else ""
-        return _fail("Rejected", f"{node.id!r} was rejected by {decision.by}{because}")
+        return fail("Rejected", f"{node.id!r} was rejected by {decision.by}{because}")
     return SystemResult(
         small_output={"decision": decision.decision, "by": decision.by, "reason": decision.reason}
     )

@@ -106,6 +106,8 @@ class EventKind(StrEnum):
     MAP_EXPANDED = "map_expanded"
     HOOK_FAILED = "hook_failed"
     SLA_MISSED = "sla_missed"
+    CANARY_STARTED = "canary_started"
+    CANARY_DECIDED = "canary_decided"
 
     @classmethod
     def for_task(cls, state: TaskState) -> EventKind:

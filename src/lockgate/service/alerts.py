@@ -16,7 +16,8 @@ Facts:
 | `retry_storm` | a `task_retrying` event of an attempt > `STORM_RETRIES` (a third retry) |
 | `sla_missed` | an `sla_missed` event (`@lg.pipeline(sla=...)`) |
 | `stale_input` | a `run_warning` about a stale input, or a run failed for one |
-| `rollback` | an alias move with action `rollback` (not tied to a pipeline) |
+| `rollback` | an alias move with action `rollback` (not tied to a pipeline), or a |
+| | `canary_decided` event with decision `rollback` (a canary rolled its route back) |
 | `gateway_load_failed` | the gateway could not load a route's target (`enqueue_fact`) |
 
 The gateway keeps serving a route's previous targets when it cannot load new
@@ -57,6 +58,7 @@ _KINDS = (
     EventKind.TASK_RETRYING,
     EventKind.SLA_MISSED,
     EventKind.RUN_WARNING,
+    EventKind.CANARY_DECIDED,
 )
 
 
@@ -243,10 +245,28 @@ def _from_event(event: EventRecord, pipeline: str) -> list[Fact]:
                 finished=bool(payload.get("finished")),
             )
         ]
+    if kind is EventKind.CANARY_DECIDED:
+        return _from_canary(event, pipeline)
     message = str(payload.get("message") or "")
     if kind is EventKind.RUN_WARNING and message.startswith("stale input"):
         return [fact("stale_input", f"run {run} of {pipeline}: {message}", message=message)]
     return []
+
+
+def _from_canary(event: EventRecord, pipeline: str) -> list[Fact]:
+    payload = event.payload
+    if payload.get("decision") != "rollback":
+        return []
+    route, target = payload.get("route"), payload.get("target")
+    summary = (
+        f"route {route}: canary {event.node_id} of run {event.run_id} ({pipeline}) rolled back "
+        f"{target}: {payload.get('reason')}"
+    )
+    keys = ("route", "target", "mode", "metric", "reason", "rule", "candidate", "incumbent")
+    details = {k: payload.get(k) for k in keys}
+    details.update(node=event.node_id, lower=payload.get("lower"), upper=payload.get("upper"))
+    subject = f"canary-{event.run_id}-{event.node_id}"
+    return [Fact("rollback", subject, event.run_id, pipeline, summary, details, event.at)]
 
 
 def _from_rollback(move: AliasEvent) -> Fact:

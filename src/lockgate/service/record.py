@@ -2,8 +2,9 @@
 
 Nothing here is stored twice: the record is built on demand from the run,
 its task runs, attempts, events, consumed versions, gate decisions, registry
-actions and approvals. `verify` recomputes the event hash chain and reports
-any edited, inserted or deleted event. The JSON shape is documented in
+actions, approvals, canary decisions and the route changes they made.
+`verify` recomputes the event hash chain and reports any edited, inserted or
+deleted event. The JSON shape is documented in
 docs/record.md (`schema`: "lockgate.record/1").
 """
 
@@ -126,6 +127,7 @@ def build(workspace: Workspace, run_id: str) -> dict[str, Any]:
         for e in events
         if e.kind in _REGISTRY_EVENTS
     ]
+    canaries, route_changes = _canaries(workspace, run.id, events, by_id)
     trace = [
         {
             "id": e.id,
@@ -198,7 +200,8 @@ def build(workspace: Workspace, run_id: str) -> dict[str, Any]:
             }
             for a in store.approvals(run.id)
         ],
-        "routes": [],
+        "canary": canaries,
+        "routes": route_changes,
         "alerts": [
             {
                 "rule": a.rule,
@@ -215,6 +218,47 @@ def build(workspace: Workspace, run_id: str) -> dict[str, Any]:
         "trace": trace,
         "verification": verify(workspace, run.id),
     }
+
+
+def _canaries(
+    workspace: Workspace, run_id: str, events: list[Any], by_id: dict[int, Any]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The run's canaries (from their events) and the route changes the run made."""
+    found: dict[str, dict[str, Any]] = {}
+    for e in events:
+        if e.kind not in (EventKind.CANARY_STARTED, EventKind.CANARY_DECIDED):
+            continue
+        node = by_id[e.task_run_id].label if e.task_run_id in by_id else "?"
+        entry = found.setdefault(node, {"node": node, "decision": None})
+        payload = dict(e.payload)
+        if e.kind is EventKind.CANARY_STARTED:
+            entry.update(
+                {k: payload.get(k) for k in ("route", "mode", "candidate", "percent", "rule")},
+                incumbents=payload.get("incumbents"),
+                started_at=iso(e.at),
+            )
+        else:
+            for key in ("started_at", "decided_at"):
+                if isinstance(payload.get(key), int | float):
+                    payload[key] = iso(payload[key])
+            payload["candidate_cohort"] = payload.pop("candidate", None)
+            payload["incumbent_cohort"] = payload.pop("incumbent", None)
+            payload["candidate"] = payload.pop("target", entry.get("candidate"))
+            entry.update(payload)
+    changes = [
+        {
+            "route": change.route,
+            "version": change.version,
+            "action": change.action,
+            "by": change.by,
+            "reason": change.reason,
+            "at": iso(change.at),
+            "previous": None if change.previous is None else dict(change.previous),
+            "state": dict(change.state),
+        }
+        for change in workspace.metadata.run_route_changes(run_id)
+    ]
+    return list(found.values()), changes
 
 
 def to_markdown(record: dict[str, Any]) -> str:
@@ -275,6 +319,27 @@ def to_markdown(record: dict[str, Any]) -> str:
     lines += [
         f"- {a['node']}: {a['decision']} by {a['by']} ({a['reason'] or 'no reason given'})"
         for a in record["approvals"]
+    ] or ["- none"]
+    lines += ["", "## Canary", ""]
+    for c in record.get("canary", []):
+        lines.append(
+            f"- {c['node']}: {c.get('decision') or 'undecided'} {c.get('candidate')} on route "
+            f"{c.get('route')} ({c.get('mode')}): {c.get('reason') or ''}"
+        )
+        if c.get("candidate_cohort"):
+            cand, inc = c["candidate_cohort"], c["incumbent_cohort"]
+            lines.append(
+                f"  - {c.get('metric')}: candidate n={cand['n']} mean={cand['mean']}, "
+                f"incumbent n={inc['n']} mean={inc['mean']}, difference {c.get('difference')}, "
+                f"bounds [{c.get('lower')}, {c.get('upper')}]"
+            )
+        lines.append(f"  - rule: {c.get('rule')}")
+    if not record.get("canary"):
+        lines.append("- none")
+    lines += ["", "## Routes", ""]
+    lines += [
+        f"- {r['route']} v{r['version']}: {r['action']} by {r['by']} ({r['reason'] or ''})"
+        for r in record.get("routes", [])
     ] or ["- none"]
     lines += ["", "## Alerts", ""]
     lines += [
