@@ -60,6 +60,7 @@ LAZY_COMMANDS = {
     "server": "lockgate.cli.cadences:server",
     "token": "lockgate.cli.cadences:token",
     "stats": "lockgate.cli.observe:stats",
+    "routes": "lockgate.cli.routes:routes",
 }
 
 
