@@ -25,9 +25,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 import lockgate as lg
+from lockgate.ports.routes import RouteTarget
 from lockgate.server.api import create_app
 from lockgate.server.state import ServerState
-from lockgate.service import tokens
+from lockgate.service import routes, tokens
 from lockgate.service.catalog import load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.launcher import Launcher
@@ -59,6 +60,10 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         catalog = load_catalog(workspace.project)
         for name, params in [("nightly", {}), ("fragile", {}), ("trainer", {}), ("raw", {})]:
             lg.run(catalog.get(name).pipeline, params, workspace=workspace, executor="inline")
+        # A route over the registered model, so the routes API has one to read and move.
+        routes.set_route(
+            workspace, "clf", [RouteTarget("tiny-clf", 1, 100)], by="cli:fuzz", reason="fuzz"
+        )
         state = ServerState(
             workspace, catalog, "fuzz", Launcher(workspace, claimer="f", max_concurrent=1)
         )

@@ -24,7 +24,16 @@ from fastapi.responses import Response
 
 from lockgate.server import metrics, problems
 from lockgate.server.auth import Guard
-from lockgate.server.routes import State, artifacts, logs, pipelines, registry, runs, stats
+from lockgate.server.routes import (
+    State,
+    artifacts,
+    logs,
+    pipelines,
+    registry,
+    runs,
+    stats,
+    traffic,
+)
 from lockgate.server.state import ServerState
 from lockgate.server.ui import mount_ui
 
@@ -57,7 +66,7 @@ def create_app(state: ServerState) -> FastAPI:
     app.add_middleware(Guard, state=state)
 
     api = APIRouter(prefix=PREFIX)
-    for module in (pipelines, runs, logs, artifacts, registry, stats):
+    for module in (pipelines, runs, logs, artifacts, registry, stats, traffic):
         api.include_router(module.router)
     app.include_router(api)
     scrape = metrics.registry_for(state)

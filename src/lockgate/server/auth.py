@@ -9,10 +9,11 @@ what it got wrong. In order:
    site cannot reach the API through DNS rebinding.
 2. `/api/` and `/metrics` need `Authorization: Bearer <token>` with the
    scope the request needs: `read` for GET, `admin` to promote or roll back a
-   model, `run` for the other writes (401 without a valid token, 403 with
-   too small a scope). GETs need no token while `[server] open_reads = true`
-   and the server is bound to loopback. After 10 failed authentications
-   within a second from one client, the next get 429.
+   model or to shift or roll back a route, `run` for the other writes (401
+   without a valid token, 403 with too small a scope). GETs need no token
+   while `[server] open_reads = true` and the server is bound to loopback.
+   After 10 failed authentications within a second from one client, the
+   next get 429.
 3. A body over 1 MiB gets 413; a body sent to `/api/` that is not JSON gets
    415 (no endpoint takes pickles, forms or code).
 
@@ -72,10 +73,10 @@ class Caller:
 
 
 def needed_scope(method: str, path: str) -> str:
-    """The scope a request needs: read for GET, admin for model moves, else run."""
+    """The scope a request needs: read for GET, admin for model and route moves, else run."""
     if method not in _WRITES:
         return "read"
-    if path.startswith("/api/v1/models/"):
+    if path.startswith(("/api/v1/models/", "/api/v1/routes/")):
         return "admin"
     return "run"
 

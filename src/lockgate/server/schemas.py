@@ -252,3 +252,75 @@ class AliasMoved(BaseModel):
     alias: str
     previous_version: int | None
     version: int
+
+
+class RouteTargetWeight(BaseModel):
+    """One target of a route (`model:NAME@VERSION`) and its percent of the traffic."""
+
+    target: str
+    weight: float
+
+
+class RouteState(BaseModel):
+    """A route's state as a change recorded it."""
+
+    version: int | None
+    targets: list[RouteTargetWeight]
+    mirror: str | None
+
+
+class Route(BaseModel):
+    """A route: weighted model versions, an optional mirror, and who changed it last."""
+
+    name: str
+    version: int
+    targets: list[RouteTargetWeight]
+    mirror: str | None
+    updated_at: str | None
+    updated_by: str
+
+
+class RouteChange(BaseModel):
+    """One recorded change of a route, with the state it replaced."""
+
+    version: int
+    action: str
+    by: str
+    reason: str | None
+    run_id: str | None
+    at: str | None
+    previous: RouteState | None
+    state: RouteState
+
+
+class RouteDetail(BaseModel):
+    """A route and its changes, newest first."""
+
+    route: Route
+    changes: list[RouteChange]
+
+
+class ShiftBody(BaseModel):
+    """What `POST /api/v1/routes/{name}/shift` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    weights: dict[str, float] = Field(
+        min_length=1,
+        max_length=50,
+        description="percent by target (`model:NAME@VERSION`); the route's other targets "
+        "share the rest in proportion to their weights",
+    )
+    reason: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = Field(
+        default=None, ge=0, le=MAX_INT, description="refuse (409) if the route is at another"
+    )
+
+
+class RouteRollbackBody(BaseModel):
+    """What `POST /api/v1/routes/{name}/rollback` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=2000)
+    expected_version: int | None = Field(default=None, ge=0, le=MAX_INT)
