@@ -213,7 +213,7 @@ def token() -> None:
     default="run",
     show_default=True,
     help="read: GET only; run: also trigger, cancel and resume runs; admin: also "
-    "promote and roll back models.",
+    "promote and roll back models, shift and roll back routes.",
 )
 @click.pass_context
 def token_create(ctx: click.Context, name: str, scope: str) -> None:

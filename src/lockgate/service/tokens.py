@@ -21,7 +21,8 @@ PREFIX = "lg_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 #: What a token may do, each including the ones before it: `read` (GET),
-#: `run` (trigger, cancel, resume), `admin` (promote and roll back models).
+#: `run` (trigger, cancel, resume), `admin` (promote and roll back models,
+#: shift and roll back routes).
 SCOPES = ("read", "run", "admin")
 #: Tokens created before scopes existed carry "trigger": they may read and run.
 _LEGACY = {"trigger": "run"}
