@@ -60,6 +60,7 @@ LAZY_COMMANDS = {
     "server": "lockgate.cli.cadences:server",
     "token": "lockgate.cli.cadences:token",
     "stats": "lockgate.cli.observe:stats",
+    "gateway": "lockgate.cli.gateway:gateway",
     "routes": "lockgate.cli.routes:routes",
 }
 
