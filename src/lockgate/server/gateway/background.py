@@ -44,6 +44,9 @@ from lockgate.service.gatewayconfig import EvaluatorSetting
 
 log = logging.getLogger("lockgate.gateway")
 
+#: The longest the writer waits for a sample before checking whether it should stop.
+_WAKE = 0.05
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -139,16 +142,22 @@ class SampleWriter:
                 return
 
     def _take(self) -> list[Pending]:
+        """Up to `flush_size` samples, waiting at most `flush_interval` (less once stopping)."""
         batch: list[Pending] = []
         deadline = time.monotonic() + self.flush_interval
         while len(batch) < self.flush_size:
-            left = deadline - time.monotonic()
             try:
-                batch.append(
-                    self.queue.get(timeout=max(left, 0.0)) if left > 0 else self.queue.get_nowait()
-                )
+                batch.append(self.queue.get_nowait())
+                continue
             except queue.Empty:
+                pass
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.is_set():
                 break
+            try:  # short waits, so a stop is noticed within _WAKE seconds
+                batch.append(self.queue.get(timeout=min(left, _WAKE)))
+            except queue.Empty:
+                continue
         return batch
 
     def _score(self, pending: Pending) -> GatewaySample:
