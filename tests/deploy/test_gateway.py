@@ -94,18 +94,23 @@ def test_mirror_output_is_recorded_never_returned(gateway_for):
 def test_a_route_change_under_load_drops_no_request(canary):
     live, _, candidate = canary
     n = 1500
-    changed = threading.Event()
+    answered = threading.Semaphore(0)
+
+    def one(i: int):
+        response = live.predict("support-bot", {"request_id": f"switch-{i}", "inputs": [i]})
+        answered.release()
+        return response
 
     def shift():
-        time.sleep(0.3)
+        for _ in range(300):  # change the route once 300 requests are answered: mid-load
+            answered.acquire()
         live.set_route("support-bot", [("support-bot", candidate, 100.0)])
-        changed.set()
 
     changer = threading.Thread(target=shift)
     changer.start()
-    responses = load(live, "support-bot", n, prefix="switch")
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(one, range(n)))
     changer.join()
-    assert changed.is_set()
     assert [r.status_code for r in responses].count(200) == n
     versions = [r.headers[ROUTE_VERSION_HEADER] for r in responses]
     assert set(versions) == {"1", "2"}, "the load ended before the route change was seen"
