@@ -261,6 +261,10 @@ def _canaries(
     return list(found.values()), changes
 
 
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def to_markdown(record: dict[str, Any]) -> str:
     """The record as a Markdown document for people."""
     run, code = record["run"], record["code"]
@@ -329,9 +333,10 @@ def to_markdown(record: dict[str, Any]) -> str:
         if c.get("candidate_cohort"):
             cand, inc = c["candidate_cohort"], c["incumbent_cohort"]
             lines.append(
-                f"  - {c.get('metric')}: candidate n={cand['n']} mean={cand['mean']}, "
-                f"incumbent n={inc['n']} mean={inc['mean']}, difference {c.get('difference')}, "
-                f"bounds [{c.get('lower')}, {c.get('upper')}]"
+                f"  - {c.get('metric')}: candidate n={cand['n']} mean={_num(cand['mean'])}, "
+                f"incumbent n={inc['n']} mean={_num(inc['mean'])}, difference "
+                f"{_num(c.get('difference'))}, bounds [{_num(c.get('lower'))}, "
+                f"{_num(c.get('upper'))}]"
             )
         lines.append(f"  - rule: {c.get('rule')}")
     if not record.get("canary"):
