@@ -38,6 +38,9 @@ from lockgate.ports.routes import RouteChange, RouteTarget, targets_of
 PROMOTE_ALIAS = "production"
 #: How many of a route's newest changes are searched for this canary's own.
 _HISTORY = 1000
+#: Samples are read from this long before the start: a gateway's clock may lag the
+#: coordinator's. The route version, not the time, says which samples belong.
+CLOCK_SKEW = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +208,8 @@ def _values(
     inc: list[float] = []
     errors = {"candidate": 0, "incumbent": 0}
     metric = canary.rule.metric
-    for sample in ctx.store.route_samples(canary.route, since=start.at, until=until):
+    since = start.at - CLOCK_SKEW
+    for sample in ctx.store.route_samples(canary.route, since=since, until=until):
         if sample.route_version != start.version:
             continue
         if sample.cohort == candidate_cohort and sample.target == candidate:
@@ -240,7 +244,9 @@ def _summary(
     }
 
 
-def run_canary(ctx: SystemContext, node: Node, invocation: Invocation, tr_id: int) -> SystemResult:
+def run_canary(
+    ctx: SystemContext, node: Node, invocation: Invocation, tr_id: int, *, again: bool = True
+) -> SystemResult:
     """One look at the canary: start it, keep watching, or promote / roll back."""
     canary = _Canary.of(invocation.kwargs)
     own = _own_changes(ctx, canary.route, node.id)
@@ -287,6 +293,8 @@ def run_canary(ctx: SystemContext, node: Node, invocation: Invocation, tr_id: in
             expected_version=start.version,
         )
     except (RouteConflictError, RouteNotFoundError):
+        if again:  # another driver of this run may have decided first: look once more
+            return run_canary(ctx, node, invocation, tr_id, again=False)
         return _abandon(ctx, canary, found, verdict, errors, start)
     return _finish(
         ctx, node, canary, found, verdict, errors, start, changed.updated_at, changed.version
