@@ -23,6 +23,7 @@ from lockgate.ports.routes import GatewaySample, RouteTarget
 from lockgate.service import record
 from lockgate.service.alerts import alert_pass
 from lockgate.service.compose import Workspace
+from lockgate.service.config import Settings
 from lockgate.service.project import parse
 
 ROUTE = "support-bot"
@@ -79,6 +80,18 @@ def try_briefly(weight: float = 2.0):
 @pytest.fixture
 def live(workspace: Workspace) -> Workspace:
     """Version 1 in production and serving route `support-bot` at 100%."""
+    return serving_v1(workspace)
+
+
+@pytest.fixture
+def live_pg(pg_url: str, tmp_path: Path) -> Iterator[Workspace]:
+    """The same on PostgreSQL."""
+    workspace = Workspace(Settings.from_env({"LOCKGATE_DB_URL": pg_url}, home=tmp_path / "home"))
+    yield serving_v1(workspace)
+    workspace.close()
+
+
+def serving_v1(workspace: Workspace) -> Workspace:
     assert lg.run(ship, workspace=workspace, executor="inline").ok
     workspace.metadata.change_route(
         ROUTE,
@@ -139,9 +152,11 @@ class Feeder:
             raise self.error
 
 
-def both(candidate: list[float], incumbent: list[float], cohort: str = "serve") -> Any:
+def both(
+    candidate: list[float], incumbent: list[float], cohort: str = "serve", target: str = V2
+) -> Any:
     def feed(version: int) -> list[GatewaySample]:
-        return samples(version, V2, cohort, candidate, "c") + samples(
+        return samples(version, target, cohort, candidate, "c") + samples(
             version, V1, "serve", incumbent, "i"
         )
 
@@ -301,3 +316,26 @@ def test_a_person_changing_the_route_mid_canary_wins(live: Workspace) -> None:
     assert "changed by cli:alice" in result.record.error
     assert live.metadata.route_changes(ROUTE, limit=1)[0].by == "cli:alice"
     assert production(live) == 1
+
+
+def test_both_outcomes_on_postgresql(live_pg: Workspace) -> None:
+    feeder = Feeder(live_pg, both(spread(0.50, 10), spread(0.80, 50)))
+    worse = lg.run(try_serve, workspace=live_pg, executor="inline")
+    feeder.join()
+    assert worse.status is RunState.GATE_FAILED
+    assert current(live_pg) == ([(V1, 100.0)], None) and production(live_pg) == 1
+    v3 = "model:support-bot@3"  # its feeder waits for the second canary_start
+    better = Feeder(live_pg, both(spread(0.90, 40), spread(0.80, 160), target=v3))
+    result = lg.run(try_serve, {"weight": 3.0}, workspace=live_pg, executor="inline")
+    better.join()
+    assert result.ok, result.record.error
+    assert current(live_pg) == ([(v3, 100.0)], None)
+    assert production(live_pg) == 3
+    actions = [c.action for c in reversed(live_pg.metadata.route_changes(ROUTE))]
+    assert actions == [
+        "set",
+        "canary_start",
+        "canary_rollback",
+        "canary_start",
+        "canary_promote",
+    ]
