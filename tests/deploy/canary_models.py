@@ -78,7 +78,9 @@ def canary_groundedness(kind: str = "better"):
 
 @lg.pipeline
 def canary_helpful(kind: str = "better"):
-    return lg.canary(candidate=registered(kind), metric="helpful", **CANARY)
+    # Feedback costs a second request and a commit per answer: on a busy 2-CPU CI
+    # machine 60 s gathered only 20 candidate values, so this one waits longer.
+    return lg.canary(candidate=registered(kind), metric="helpful", **{**CANARY, "max_wait": "300s"})
 
 
 @lg.pipeline
