@@ -17,7 +17,20 @@ from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.alerts import AlertDelivery, NewDelivery
 from lockgate.ports.artifacts import ArtifactRef
 from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
+
+# Records that live in their own modules, re-exported: the port's users import
+# every record from here.
+from lockgate.ports.registry import AliasEvent as AliasEvent
+from lockgate.ports.registry import AliasMove as AliasMove
+from lockgate.ports.registry import Approval as Approval
+from lockgate.ports.registry import GateDecision as GateDecision
+from lockgate.ports.registry import Registration as Registration
 from lockgate.ports.routes import Feedback, GatewaySample, RouteChange, RouteRecord, RouteTarget
+from lockgate.ports.stats import ModelLineage as ModelLineage
+from lockgate.ports.stats import RunSample as RunSample
+from lockgate.ports.stats import StateCounts as StateCounts
+from lockgate.ports.stats import StatsRows as StatsRows
+from lockgate.ports.stats import TaskSample as TaskSample
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,102 +291,6 @@ class CachedItem:
 
 
 @dataclass(frozen=True, slots=True)
-class GateDecision:
-    """One check of one gate, as decided."""
-
-    task_run_id: int
-    metric: str
-    op: str
-    expression: str
-    passed: bool
-    reason: str
-    value: float | None = None
-    threshold: float | None = None
-    baseline_alias: str | None = None
-    baseline_version: int | None = None
-    baseline_value: float | None = None
-    node_id: str | None = None  # filled in when read back
-    at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """Record the artifact `sha256` as a version of model `name` (once per content)."""
-
-    task_run_id: int
-    name: str
-    sha256: str
-    metadata: Mapping[str, Any]
-    gated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class AliasMove:
-    """Point alias `alias` of model `name` at `version` (or at the version of `sha256`).
-
-    Attributes:
-        action: "promote" or "rollback".
-        actor: who moved it: "cli:<user>", "api:<token name>", or "run:<run id>".
-        forced: moved although the version has no passing gate (`--force`).
-    """
-
-    name: str
-    alias: str
-    action: str
-    actor: str
-    version: int | None = None
-    sha256: str | None = None
-    reason: str | None = None
-    forced: bool = False
-    run_id: str | None = None
-    kind: str = "model"
-
-
-@dataclass(frozen=True, slots=True)
-class AliasEvent:
-    """One entry of the alias audit log."""
-
-    id: int
-    kind: str
-    name: str
-    alias: str
-    version: int
-    previous_version: int | None
-    action: str
-    actor: str
-    reason: str | None
-    forced: bool
-    at: float
-    run_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Approval:
-    """A decision on an approval node."""
-
-    run_id: str
-    task_run_id: int
-    node_id: str
-    decision: str  # "approved" | "rejected"
-    by: str
-    reason: str | None
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class StateCounts:
-    """How many runs are in each status and task runs in each state, per pipeline.
-
-    Attributes:
-        runs: (pipeline, run status) -> count.
-        task_runs: (pipeline, task state) -> count.
-    """
-
-    runs: Mapping[tuple[str, str], int]
-    task_runs: Mapping[tuple[str, str], int]
-
-
-@dataclass(frozen=True, slots=True)
 class TokenRecord:
     """An API token (the token itself is never stored, only its SHA-256)."""
 
@@ -416,72 +333,6 @@ class WriteBatch:
             or self.alias_moves
             or self.releases
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RunSample:
-    """One run that finished in a metrics window, as `lockgate stats` reads it.
-
-    Attributes:
-        resumes: (by, previous status) of each `run_resumed` event of the run.
-    """
-
-    run_id: str
-    pipeline: str
-    status: RunState
-    created_at: float
-    started_at: float | None
-    finished_at: float
-    resumes: tuple[tuple[str, str | None], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSample:
-    """One task of one pipeline, aggregated over the task runs of a window's runs.
-
-    Attributes:
-        executed: task runs that queued at least one attempt (cache hits and
-            skipped nodes have none).
-        retries: attempts beyond the first, summed over those task runs.
-        max_retries: the most retries one task run needed.
-        queue_times: `started_at - queued_at` of every attempt that started,
-            in seconds, ascending (so percentiles need no further sort).
-        gate_evaluations: task runs that decided gate checks (gate nodes only).
-        gate_passed: of those, the ones whose every check passed.
-    """
-
-    pipeline: str
-    task_name: str
-    executed: int
-    retries: int
-    max_retries: int
-    queue_times: tuple[float, ...] = ()
-    gate_evaluations: int = 0
-    gate_passed: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class ModelLineage:
-    """Whether a model version's recorded ancestry is complete (see `lineage_completeness`).
-
-    Attributes:
-        has_dataset: some artifact upstream of the model is a dataset version.
-        has_git_sha: some task run upstream of it ran with a recorded Git SHA.
-    """
-
-    pipeline: str
-    label: str
-    has_dataset: bool
-    has_git_sha: bool
-
-
-@dataclass(frozen=True, slots=True)
-class StatsRows:
-    """The raw rows behind the run metrics of one window (see `MetadataStore.stats_rows`)."""
-
-    runs: list[RunSample]
-    tasks: list[TaskSample]
-    models: list[ModelLineage]
 
 
 class MetadataStore(Protocol):
