@@ -34,7 +34,8 @@ place without a lookup table.
     │       ├── ArtifactCorrupted
     │       ├── InvalidArtifactKey
     │       ├── UntrustedArtifactError
-    │       └── ArtifactStoreFull
+    │       ├── ArtifactStoreFull
+    │       └── ArtifactStoreUnavailable  the root's bucket is missing, access denied, unreachable
     ├── ExecutionError                  exit 1: a run did not succeed
     │   ├── TaskFailedError             user code raised; keeps the original traceback text
     │   └── RunFailedError
@@ -58,6 +59,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
     "ArtifactStoreFull",
+    "ArtifactStoreUnavailable",
     "ConfigError",
     "CycleError",
     "DefinitionError",
@@ -256,6 +258,11 @@ class UntrustedArtifactError(ArtifactError):
 
 class ArtifactStoreFull(ArtifactError):
     """The artifact store ran out of space while writing."""
+
+
+class ArtifactStoreUnavailable(ArtifactError):
+    """The artifact root cannot be used: its bucket is missing, access is denied, or
+    its server cannot be reached. Raised instead of the backend's own exception."""
 
 
 # --- execution -------------------------------------------------------------

@@ -10,6 +10,16 @@ Invariants:
 - Keys derive only from digests; nothing here joins user text into a key.
 - A name already holding the right bytes is not written again; one holding
   wrong bytes is overwritten, so re-running the producer heals it.
+- A root that cannot be used (its bucket missing, access denied, the server
+  unreachable) raises `ArtifactStoreUnavailable` naming the root and the fix,
+  never the backend's own exception, and never looks like an empty store.
+- Object-store listings are not cached: another process or host may delete
+  or repair a blob at any time, and every answer must reflect the store now.
+
+S3 endpoints and credentials come from the standard AWS environment
+(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE, AWS_DEFAULT_REGION,
+AWS_ENDPOINT_URL for MinIO and other S3-compatible servers), which botocore
+reads itself; nothing here passes them.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import secrets
 from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
+from lockgate.errors import ArtifactStoreUnavailable
 from lockgate.stores.artifacts.blobs import (
     TEMP_PREFIX,
     HashingSink,
@@ -34,6 +45,28 @@ __all__ = ["FsspecBlobs"]
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 # Object stores publish a put whole or not at all; no temp key is needed.
 _ATOMIC_PUT_PROTOCOLS = frozenset({"memory", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+# Object stores whose first path segment is a bucket (or container).
+_BUCKET_PROTOCOLS = _ATOMIC_PUT_PROTOCOLS - {"memory"}
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
+_S3_CREDENTIALS = (
+    "the credentials in the standard AWS environment (AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE) and that they may list, read and write {root}"
+)
+
+
+def _backend_errors(protocols: set[str]) -> tuple[type[BaseException], ...]:
+    """The exception base classes of a backend's client library that mean "cannot use it".
+
+    s3fs turns S3's answers into OSErrors but lets botocore's own errors (no
+    credentials, endpoint unreachable) through.
+    """
+    if not protocols & _S3_PROTOCOLS:
+        return ()
+    try:
+        from botocore.exceptions import BotoCoreError
+    except ImportError:  # s3fs without botocore cannot happen; nothing to catch then
+        return ()
+    return (BotoCoreError,)
 
 
 class FsspecBlobs:
@@ -43,18 +76,77 @@ class FsspecBlobs:
         """Use the filesystem and prefix named by `url` (imports fsspec now)."""
         import fsspec
 
+        scheme = url.partition("://")[0].split("::")[0]
+        options: dict[str, Any] = {}
+        if scheme in _BUCKET_PROTOCOLS:
+            # Listings cached by an earlier call go stale when another process
+            # deletes or repairs a blob; an artifact store must see the store now.
+            options["use_listings_cache"] = False
         self._url = url
         self._fs: Any
-        self._fs, path = fsspec.core.url_to_fs(url)
+        self._fs, path = fsspec.core.url_to_fs(url, **options)
         self._base = path.rstrip("/")
         protocols = self._fs.protocol
         names = {protocols} if isinstance(protocols, str) else set(protocols)
         self._atomic_put = bool(names & _ATOMIC_PUT_PROTOCOLS)
+        self._bucket = self._base.split("/", 1)[0] if names & _BUCKET_PROTOCOLS else None
+        self._s3 = bool(names & _S3_PROTOCOLS)
+        self._client_errors = _backend_errors(names)
 
     @property
     def location(self) -> str:
         """The URL this backend was opened with."""
         return self._url
+
+    def _unavailable(
+        self, problem: str, fix: str, exc: BaseException | None
+    ) -> ArtifactStoreUnavailable:
+        cause = f" ({type(exc).__name__}: {exc})" if exc is not None else ""
+        return ArtifactStoreUnavailable(
+            f"artifact store at {self._url} cannot be used: {problem}{cause}. {fix}, "
+            "or point LOCKGATE_ARTIFACT_ROOT (or [artifacts] root in lockgate.toml) "
+            "at a store that can be used"
+        )
+
+    def _check_bucket(self, exc: BaseException | None = None) -> None:
+        """Raise `ArtifactStoreUnavailable` if the root's bucket does not exist.
+
+        Called only when something was not found, so that a missing bucket
+        never reads as a missing blob or an empty store.
+        """
+        if self._bucket is None:
+            return
+        with self._guard():
+            present = self._fs.exists(self._bucket)
+        if not present:
+            where = " (at the server AWS_ENDPOINT_URL names, if set)" if self._s3 else ""
+            create = f" (aws s3 mb s3://{self._bucket})" if self._s3 else ""
+            raise self._unavailable(
+                f"bucket {self._bucket!r} does not exist{where}",
+                f"Create the bucket{create}",
+                exc,
+            ) from exc
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Turn "access denied" and the client library's own errors into ours."""
+        try:
+            yield
+        except PermissionError as exc:
+            fix = (
+                _S3_CREDENTIALS
+                if self._s3
+                else "the filesystem's credentials and their rights on {root}"
+            )
+            raise self._unavailable(
+                "access denied", "Check " + fix.format(root=self._url), exc
+            ) from exc
+        except self._client_errors as exc:
+            fix = (
+                "Check AWS_ENDPOINT_URL (unset for AWS itself), the network, and "
+                + _S3_CREDENTIALS.format(root=self._url)
+            )
+            raise self._unavailable("the S3 client failed", fix, exc) from exc
 
     def _path(self, sha256: str) -> str:
         return f"{self._base}/sha256/{sha256[:2]}/{sha256}"
@@ -77,12 +169,16 @@ class FsspecBlobs:
         """Store `data` under `sha256`: one put where puts are atomic, else temp + move."""
         path = self._path(sha256)
         try:
-            if self._intact(path, sha256, len(data)):
-                return
-            if self._atomic_put:
-                self._fs.pipe_file(path, data)
-            else:
-                self._write_stream(lambda sink: sink.write(data), what=what)
+            with self._guard():
+                if self._intact(path, sha256, len(data)):
+                    return
+                if self._atomic_put:
+                    self._fs.pipe_file(path, data)
+                else:
+                    self._write_stream(lambda sink: sink.write(data), what=what)
+        except FileNotFoundError as exc:  # a write finds nothing missing but the bucket
+            self._check_bucket(exc)
+            raise
         except OSError as exc:
             if is_space_error(exc):
                 raise store_full(what, len(data), self._url, exc) from exc
@@ -93,7 +189,11 @@ class FsspecBlobs:
     ) -> tuple[str, int]:
         """Store what `produce` writes through a temp key, then move it into place."""
         try:
-            return self._write_stream(produce, what=what)
+            with self._guard():
+                return self._write_stream(produce, what=what)
+        except FileNotFoundError as exc:
+            self._check_bucket(exc)
+            raise
         except OSError as exc:
             if is_space_error(exc):
                 raise store_full(what, size_hint, self._url, exc) from exc
@@ -126,19 +226,33 @@ class FsspecBlobs:
     def open(self, sha256: str) -> tuple[BinaryIO, int]:
         """Open a blob for reading; FileNotFoundError if absent."""
         path = self._path(sha256)
-        file = self._fs.open(path, "rb")
-        size = getattr(file, "size", None)
-        return file, int(size if size is not None else self._fs.size(path))
+        with self._guard():
+            try:
+                file = self._fs.open(path, "rb")
+            except FileNotFoundError as exc:
+                self._check_bucket(exc)
+                raise
+            size = getattr(file, "size", None)
+            return file, int(size if size is not None else self._fs.size(path))
 
     def exists(self, sha256: str) -> bool:
         """True if an object holds the blob's name."""
-        return bool(self._fs.exists(self._path(sha256)))
+        with self._guard():
+            found = bool(self._fs.exists(self._path(sha256)))
+        if not found:
+            self._check_bucket()
+        return found
 
     def _find(self) -> list[str]:
-        try:
-            return sorted(self._fs.find(f"{self._base}/sha256"))
-        except FileNotFoundError:
-            return []
+        with self._guard():
+            try:
+                found = sorted(self._fs.find(f"{self._base}/sha256"))
+            except FileNotFoundError as exc:
+                self._check_bucket(exc)
+                return []
+        if not found:
+            self._check_bucket()
+        return found
 
     def hashes(self) -> Iterator[str]:
         """Every key in the layout that looks like a blob."""
@@ -149,7 +263,7 @@ class FsspecBlobs:
 
     def delete(self, sha256: str) -> None:
         """Remove a blob; a missing one is not an error."""
-        with contextlib.suppress(FileNotFoundError):
+        with self._guard(), contextlib.suppress(FileNotFoundError):
             self._fs.rm_file(self._path(sha256))
 
     def sweep_temp(self, older_than: float) -> int:
@@ -166,11 +280,12 @@ class FsspecBlobs:
             if not path.rsplit("/", 1)[-1].startswith(TEMP_PREFIX):
                 continue
             try:
-                modified = self._fs.modified(path).timestamp()
+                with self._guard():
+                    modified = self._fs.modified(path).timestamp()
             except (NotImplementedError, FileNotFoundError):
                 continue
             if modified < cutoff:
-                with contextlib.suppress(FileNotFoundError):
+                with self._guard(), contextlib.suppress(FileNotFoundError):
                     self._fs.rm_file(path)
                     removed += 1
         return removed
