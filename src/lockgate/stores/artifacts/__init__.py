@@ -57,9 +57,10 @@ def open_artifact_store(
     try:
         blobs = FsspecBlobs(root)
     except ImportError as exc:
+        extra = "s3" if scheme in ("s3", "s3a") else "fsspec"
         raise ConfigError(
-            f"artifact root {root!r} needs fsspec (and the filesystem's package); "
-            "pip install 'lockgate[fsspec]'"
+            f"artifact root {root!r} needs fsspec (and the filesystem's package): "
+            f"{exc}; pip install 'lockgate[{extra}]'"
         ) from exc
     except ValueError as exc:  # fsspec: unknown protocol
         raise ConfigError(f"artifact root {root!r}: {exc}") from exc
