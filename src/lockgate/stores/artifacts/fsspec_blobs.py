@@ -116,16 +116,20 @@ class FsspecBlobs:
         """
         if self._bucket is None:
             return
-        with self._guard():
-            present = self._fs.exists(self._bucket)
-        if not present:
-            where = " (at the server AWS_ENDPOINT_URL names, if set)" if self._s3 else ""
-            create = f" (aws s3 mb s3://{self._bucket})" if self._s3 else ""
-            raise self._unavailable(
-                f"bucket {self._bucket!r} does not exist{where}",
-                f"Create the bucket{create}",
-                exc,
-            ) from exc
+        try:
+            self._fs.info(self._bucket)
+            return
+        except FileNotFoundError:
+            pass
+        except PermissionError:
+            return  # may not look at the bucket itself: what was not found stays so
+        except self._client_errors as error:
+            raise self._client_failed(error) from error
+        where = " (at the server AWS_ENDPOINT_URL names, if set)" if self._s3 else ""
+        create = f" (aws s3 mb s3://{self._bucket})" if self._s3 else ""
+        raise self._unavailable(
+            f"bucket {self._bucket!r} does not exist{where}", f"Create the bucket{create}", exc
+        ) from exc
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -142,11 +146,14 @@ class FsspecBlobs:
                 "access denied", "Check " + fix.format(root=self._url), exc
             ) from exc
         except self._client_errors as exc:
-            fix = (
-                "Check AWS_ENDPOINT_URL (unset for AWS itself), the network, and "
-                + _S3_CREDENTIALS.format(root=self._url)
-            )
-            raise self._unavailable("the S3 client failed", fix, exc) from exc
+            raise self._client_failed(exc) from exc
+
+    def _client_failed(self, exc: BaseException) -> ArtifactStoreUnavailable:
+        fix = (
+            "Check AWS_ENDPOINT_URL (unset for AWS itself), the network, and "
+            + _S3_CREDENTIALS.format(root=self._url)
+        )
+        return self._unavailable("the S3 client failed", fix, exc)
 
     def _path(self, sha256: str) -> str:
         return f"{self._base}/sha256/{sha256[:2]}/{sha256}"
