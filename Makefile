@@ -19,7 +19,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	# torch first, pinned: otherwise pip resolves a multi-GB CUDA build for [llm].
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,lint,demo,llm,lineage,server,postgres,redis]'
+	$(BIN)/pip install -q -e '.[test,lint,demo,llm,lineage,server,postgres,redis,s3,ray]'
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 venv: $(STAMP)

@@ -42,5 +42,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # PostgreSQL fixtures (`pg_server`, `pg_url`) for any test; tests/ is on sys.path for conftest.
 from postgres import pg_server, pg_url  # noqa: E402, F401
 
+# A local Ray cluster (`ray_address`) on loopback, started once per session.
+from ray_fixture import ray_address  # noqa: E402, F401
+
 # S3 fixtures (`s3_server`, `s3_root`, `s3_auth`): moto's S3 server on loopback.
 from s3_fixture import s3_auth, s3_root, s3_server  # noqa: E402, F401

@@ -39,6 +39,8 @@ place without a lookup table.
     ├── ExecutionError                  exit 1: a run did not succeed
     │   ├── TaskFailedError             user code raised; keeps the original traceback text
     │   └── RunFailedError
+    ├── ExecutorError                   exit 2: the executor cannot start (Ray missing, unreachable)
+    │   └── SharedStoreRequiredError    a remote cluster cannot reach a local-disk artifact store
     ├── EvaluationError                 exit 2: an evaluator cannot score its rows
     ├── GateError                       exit 3: an evaluation gate did not pass
     ├── RegistryError                   exit 2: a registry operation is not allowed
@@ -66,6 +68,7 @@ __all__ = [
     "DuplicatePipelineError",
     "EvaluationError",
     "ExecutionError",
+    "ExecutorError",
     "FencedError",
     "GateError",
     "GraphError",
@@ -92,6 +95,7 @@ __all__ = [
     "RunStateError",
     "SchemaVersionError",
     "ServingError",
+    "SharedStoreRequiredError",
     "StoreError",
     "TaskFailedError",
     "TracingError",
@@ -282,6 +286,16 @@ class TaskFailedError(ExecutionError):
 
 class RunFailedError(ExecutionError):
     """A run ended in a state other than succeeded."""
+
+
+class ExecutorError(LockgateError):
+    """The executor cannot start: its library is missing or its cluster is unreachable."""
+
+    exit_code = 2
+
+
+class SharedStoreRequiredError(ExecutorError):
+    """Workers on other machines cannot reach an artifact store on this machine's disk."""
 
 
 # --- gates and registry ----------------------------------------------------

@@ -166,7 +166,12 @@ def backfill(ctx: click.Context, name: str, start: str, end: str, as_json: bool)
     default=None,
     help="Runs this server drives at once [default: 4].",
 )
-@click.option("--executor", type=click.Choice(EXECUTORS), default=None, help="[default: process]")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="[default: [executor] in lockgate.toml, else process]",
+)
 @click.option("--workers", type=click.IntRange(1, 1024), default=None, help="Per run.")
 @click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=None)
 @click.option("--drain-timeout", type=click.FloatRange(0, 86_400), default=None)

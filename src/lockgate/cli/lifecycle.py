@@ -14,7 +14,7 @@ from lockgate.model.versions import parse_version_ref
 from lockgate.service import lineage as lineage_service
 from lockgate.service import record as record_service
 from lockgate.service import registry
-from lockgate.service.compose import DEFAULT_EXECUTOR, EXECUTORS, Workspace
+from lockgate.service.compose import EXECUTORS, Workspace
 from lockgate.service.lifecycle import decide_approval
 from lockgate.service.runs import RunResult
 
@@ -151,7 +151,7 @@ def _decide(
     reason: str | None,
     by: str | None,
     resume: bool,
-    executor: str,
+    executor: str | None,
 ) -> None:
     from lockgate.cli.main import EXIT_CODES
 
@@ -183,7 +183,12 @@ _decision_options = [
         show_default=True,
         help="Continue a run that stopped to wait, in this process.",
     ),
-    click.option("--executor", type=click.Choice(EXECUTORS), default=DEFAULT_EXECUTOR),
+    click.option(
+        "--executor",
+        type=click.Choice(EXECUTORS),
+        default=None,
+        help="[default: [executor] in lockgate.toml, else process]",
+    ),
 ]
 
 
@@ -206,7 +211,7 @@ def approve(
     node: str,
     by: str | None,
     resume: bool,
-    executor: str,
+    executor: str | None,
     reason: str | None,
 ) -> None:
     """Approve the approval node NODE of RUN; the run goes on."""
@@ -223,7 +228,7 @@ def reject(
     node: str,
     by: str | None,
     resume: bool,
-    executor: str,
+    executor: str | None,
     reason: str,
 ) -> None:
     """Reject the approval node NODE of RUN: it fails and everything after it is skipped."""

@@ -7,6 +7,7 @@ rendered in exactly one place, `LockgateGroup.invoke`.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import json
@@ -22,7 +23,7 @@ from rich.console import Console
 from lockgate.errors import LockgateError
 from lockgate.model.drawing import FORMATS, draw
 from lockgate.model.states import RunState, Trigger
-from lockgate.service.compose import DEFAULT_EXECUTOR, EXECUTORS, Workspace
+from lockgate.service.compose import EXECUTORS, Workspace
 
 if TYPE_CHECKING:
     from lockgate.service.runs import RunResult
@@ -96,8 +97,10 @@ def _json(data: Any) -> None:
     click.echo(json.dumps(data, indent=None, default=str))
 
 
-def _workspace(ctx: click.Context) -> Workspace:
+def _workspace(ctx: click.Context, *, ray_address: str | None = None) -> Workspace:
     workspace = Workspace()
+    if ray_address is not None:
+        workspace.settings = dataclasses.replace(workspace.settings, ray_address=ray_address)
     ctx.call_on_close(workspace.close)
     return workspace
 
@@ -122,12 +125,19 @@ def _executor_options(fn: Any) -> Any:
         default=None,
         help="Worker processes for the process executor (default: CPU count).",
     )(fn)
+    fn = click.option(
+        "--ray-address",
+        default=None,
+        metavar="auto|HOST:PORT|ray://HOST:PORT",
+        help="The Ray cluster for --executor ray [default: LOCKGATE_RAY_ADDRESS, "
+        "[executor] ray_address, else a Ray instance started here for the run].",
+    )(fn)
     return click.option(
         "--executor",
         type=click.Choice(EXECUTORS),
-        default=DEFAULT_EXECUTOR,
-        show_default=True,
-        help="Where tasks run: a pool of worker processes, or inline in this process.",
+        default=None,
+        help="Where tasks run: a pool of worker processes, inline in this process, or a Ray "
+        "cluster [default: [executor] in lockgate.toml, else process].",
     )(fn)
 
 
@@ -210,7 +220,8 @@ def run(
     ctx: click.Context,
     ref: str,
     params: tuple[str, ...],
-    executor: str,
+    executor: str | None,
+    ray_address: str | None,
     workers: int | None,
     no_cache: bool,
     as_json: bool,
@@ -228,7 +239,7 @@ def run(
     from lockgate.service.loader import load_pipeline
     from lockgate.service.runs import start_run
 
-    workspace = _workspace(ctx)
+    workspace = _workspace(ctx, ray_address=ray_address)
     if ":" in ref or ref.endswith(".py") or workspace.project.path is None:
         pipeline = load_pipeline(ref)
         source, _, name = ref.rpartition(":")
@@ -261,7 +272,8 @@ def run(
 def resume(
     ctx: click.Context,
     run_id: str,
-    executor: str,
+    executor: str | None,
+    ray_address: str | None,
     workers: int | None,
     no_cache: bool,
     as_json: bool,
@@ -274,7 +286,7 @@ def resume(
     """
     from lockgate.service.lifecycle import resume_run
 
-    workspace = _workspace(ctx)
+    workspace = _workspace(ctx, ray_address=ray_address)
     record = workspace.metadata.get_run(run_id)
     nodes = [node["id"] for node in workspace.metadata.run_graph(record.id)["nodes"]]
     again = functools.partial(
@@ -291,12 +303,22 @@ def resume(
 
 @cli.command()
 @click.option(
-    "--executor", type=click.Choice(EXECUTORS), default=DEFAULT_EXECUTOR, show_default=True
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=None,
+    help="[default: [executor] in lockgate.toml, else process]",
 )
+@click.option("--ray-address", default=None, help="The Ray cluster for --executor ray.")
 @click.option("--workers", type=click.IntRange(1, 1024), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of outcomes.")
 @click.pass_context
-def recover(ctx: click.Context, executor: str, workers: int | None, as_json: bool) -> None:
+def recover(
+    ctx: click.Context,
+    executor: str | None,
+    ray_address: str | None,
+    workers: int | None,
+    as_json: bool,
+) -> None:
     """Resume every orphaned run: running, but with a stale heartbeat.
 
     A heartbeat is stale after LOCKGATE_HEARTBEAT_TIMEOUT seconds (default 30),
@@ -305,7 +327,8 @@ def recover(ctx: click.Context, executor: str, workers: int | None, as_json: boo
     """
     from lockgate.service.lifecycle import recover_runs
 
-    outcomes = recover_runs(_workspace(ctx), executor=executor, workers=workers)
+    workspace = _workspace(ctx, ray_address=ray_address)
+    outcomes = recover_runs(workspace, executor=executor, workers=workers)
     rows = [
         {
             "run_id": o.run_id,

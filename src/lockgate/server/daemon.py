@@ -43,7 +43,7 @@ class ServeOptions:
     poll_interval: float
     max_concurrent_runs: int
     drain_timeout: float
-    executor: str
+    executor: str | None
     workers: int | None
 
 

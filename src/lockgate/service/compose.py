@@ -14,11 +14,10 @@ from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import MetadataStore
 from lockgate.service.config import Settings
-from lockgate.service.project import Project
+from lockgate.service.project import DEFAULT_EXECUTOR, EXECUTORS, Project
 from lockgate.service.project import load as load_project
 
-EXECUTORS = ("process", "inline")
-DEFAULT_EXECUTOR = "process"
+__all__ = ["DEFAULT_EXECUTOR", "EXECUTORS", "Workspace"]
 
 
 class Workspace:
@@ -54,32 +53,49 @@ class Workspace:
 
         return open_artifact_store(self.settings.artifact_root)
 
-    def executor(self, name: str = DEFAULT_EXECUTOR, *, workers: int | None = None) -> Executor:
+    def executor(
+        self, name: str | None = None, *, workers: int | None = None, pipeline: str | None = None
+    ) -> Executor:
         """A new executor of kind `name`.
 
         Args:
-            name: "process" (a pool of worker processes) or "inline" (this thread).
-            workers: pool size for the process executor (default: CPU count).
+            name: "process" (a pool of worker processes), "inline" (this thread)
+                or "ray" (a Ray cluster); None: what lockgate.toml's [executor]
+                says for `pipeline`, else "process".
+            workers: pool size for the process executor (default: CPU count);
+                CPUs of a Ray instance started for the run.
+            pipeline: the pipeline the executor is for (per-pipeline defaults).
 
         Raises:
             UsageError: unknown executor name or a bad worker count.
+            ExecutorError: Ray is missing or its cluster unreachable.
+            SharedStoreRequiredError: the Ray cluster cannot reach the artifact store.
         """
         if workers is not None and workers < 1:
             raise UsageError(f"--workers must be at least 1, got {workers}")
+        name = name or self.project.executor.for_pipeline(pipeline)
         if name == "inline":
             from lockgate.executors.inline import InlineExecutor
 
             return InlineExecutor(self.artifacts, logs_root=self.settings.logs_root)
-        if name == "process":
-            from lockgate.executors.process import ProcessExecutor
-            from lockgate.stores.artifacts import open_artifact_store
+        if name not in ("process", "ray"):
+            raise UsageError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+        from lockgate.stores.artifacts import open_artifact_store
 
-            return ProcessExecutor(
-                functools.partial(open_artifact_store, self.settings.artifact_root),
+        factory = functools.partial(open_artifact_store, self.settings.artifact_root)
+        if name == "ray":
+            from lockgate.executors.ray import RayExecutor
+
+            return RayExecutor(
+                factory,
+                artifact_root=self.settings.artifact_root,
+                address=self.settings.ray_address,
                 logs_root=self.settings.logs_root,
-                workers=workers,
+                num_cpus=workers,
             )
-        raise UsageError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+        from lockgate.executors.process import ProcessExecutor
+
+        return ProcessExecutor(factory, logs_root=self.settings.logs_root, workers=workers)
 
     def close(self) -> None:
         """Release database connections."""

@@ -11,6 +11,9 @@ LOCKGATE_LOGS_ROOT            captured task output (default: LOCKGATE_HOME/logs)
 LOCKGATE_HEARTBEAT_INTERVAL   seconds between a coordinator's heartbeats (default 5)
 LOCKGATE_HEARTBEAT_TIMEOUT    a running run whose heartbeat is older is stale:
                               its coordinator is presumed dead (default 30)
+LOCKGATE_RAY_ADDRESS          the Ray cluster of `--executor ray`: auto, HOST:PORT or
+                              ray://HOST:PORT (default: [executor] ray_address, else
+                              a Ray instance started on this machine for each run)
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ _VARIABLES = (
     "LOCKGATE_LOGS_ROOT",
     "LOCKGATE_HEARTBEAT_INTERVAL",
     "LOCKGATE_HEARTBEAT_TIMEOUT",
+    "LOCKGATE_RAY_ADDRESS",
 )
 
 
@@ -44,6 +48,7 @@ class Settings:
     logs_root: str
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
+    ray_address: str | None = None
 
     @classmethod
     def from_env(
@@ -92,6 +97,7 @@ class Settings:
             logs_root=env.get("LOCKGATE_LOGS_ROOT") or str(root / "logs"),
             heartbeat_interval=interval,
             heartbeat_timeout=timeout,
+            ray_address=env.get("LOCKGATE_RAY_ADDRESS") or project.executor.ray_address,
         )
 
 

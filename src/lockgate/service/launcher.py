@@ -95,7 +95,7 @@ class Launcher:
         claimer: str,
         max_concurrent: int,
         limits: dict[str, int] | None = None,
-        executor: str = "process",
+        executor: str | None = None,
         workers: int | None = None,
     ) -> None:
         """Launch at most `max_concurrent` runs at once, on behalf of `claimer`."""
@@ -272,7 +272,7 @@ def _drive_main(
     settings: Settings,
     project: Project,
     run_id: str,
-    executor: str,
+    executor: str | None,
     workers: int | None,
     log_path: Path,
     server_pid: int | None = None,
@@ -311,7 +311,7 @@ def _drive_main(
 
 
 def drive_claimed(
-    workspace: Workspace, run_id: str, *, executor: str, workers: int | None
+    workspace: Workspace, run_id: str, *, executor: str | None, workers: int | None
 ) -> RunRecord:
     """Drive a run a server claimed or took over (in the run's driver process).
 
@@ -337,7 +337,7 @@ def drive_claimed(
         raise LeaveResumable(f"stopped by signal {signum}")
 
     signal.signal(signal.SIGTERM, stop)
-    runner = workspace.executor(executor, workers=workers)
+    runner = workspace.executor(executor, workers=workers, pipeline=pipeline.name)
     try:
         listener = lineage_listener(workspace, None)
         coordinator(workspace, runner, listener).drive(pipeline, params, record.id, records)

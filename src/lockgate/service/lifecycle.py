@@ -18,7 +18,7 @@ from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.metadata import Approval, RunRecord
-from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
+from lockgate.service.compose import Workspace
 from lockgate.service.loader import load_pipeline
 from lockgate.service.runs import RunResult, coordinator, lineage_listener, read_run
 
@@ -55,7 +55,7 @@ def resume_run(
     *,
     pipeline: Pipeline | None = None,
     by: Trigger = Trigger.CLI,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     no_cache: bool = False,
     listener: RunListener | None = None,
@@ -88,7 +88,7 @@ def resume_run(
         at=now,
         stale_before=now - workspace.settings.heartbeat_timeout,
     )
-    runner = workspace.executor(executor, workers=workers)
+    runner = workspace.executor(executor, workers=workers, pipeline=target.name)
     try:
         coordinator(workspace, runner, listener).drive(target, params, record.id, records, no_cache)
     finally:
@@ -150,7 +150,7 @@ def orphaned_runs(workspace: Workspace) -> list[RunRecord]:
 def recover_runs(
     workspace: Workspace,
     *,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     listener_for: Callable[[RunRecord], RunListener | None] = lambda _: None,
 ) -> list[Recovery]:
@@ -198,7 +198,7 @@ def resume(
     run_id: str,
     *,
     pipeline: Pipeline | None = None,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     cache: bool = True,
     workspace: Workspace | None = None,
@@ -239,7 +239,7 @@ def decide_approval(
     by: str,
     reason: str | None = None,
     proceed: bool = True,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     listener: RunListener | None = None,
 ) -> RunRecord | RunResult:

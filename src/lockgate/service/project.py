@@ -21,8 +21,14 @@ silently turns a feature off. Relative paths are relative to the file.
     max_concurrent_runs = 4       # runs this server drives at once
     poll_interval = 1.0           # seconds between scheduler/launcher passes
     drain_timeout = 60            # SIGTERM: seconds running runs get to finish
-    executor = "process"          # how launched runs execute their tasks
+    executor = "process"          # how launched runs execute their tasks ([executor] default)
     workers = 2                   # process pool size per run
+
+    [executor]
+    default = "process"           # process | inline | ray (the --executor flag wins)
+    ray_address = "auto"          # where `ray` runs tasks (LOCKGATE_RAY_ADDRESS wins);
+                                  # unset: a Ray instance started on this machine per run
+    pipelines = { train = "ray" } # per-pipeline defaults, over `default`
 
     [pools]
     gpu = 1                       # @lg.task(pool="gpu"): one at a time, across runs
@@ -58,6 +64,28 @@ from lockgate.service.gatewayconfig import GatewaySettings, parse_gateway
 
 FILENAME = "lockgate.toml"
 TRANSPORTS = ("off", "console", "file", "http")
+#: Where tasks can run: a pool of worker processes, the coordinator's thread, a Ray cluster.
+EXECUTORS = ("process", "inline", "ray")
+DEFAULT_EXECUTOR = "process"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    """Which executor runs a pipeline's tasks when the command does not say.
+
+    Attributes:
+        default: for every pipeline without an entry in `pipelines`.
+        ray_address: the Ray cluster `ray` uses (None: start one per run here).
+        pipelines: pipeline name -> executor.
+    """
+
+    default: str = DEFAULT_EXECUTOR
+    ray_address: str | None = None
+    pipelines: Mapping[str, str] = field(default_factory=dict)
+
+    def for_pipeline(self, pipeline: str | None) -> str:
+        """The configured executor of `pipeline` (its own entry, else the default)."""
+        return self.pipelines.get(pipeline or "", self.default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +114,7 @@ class ServerSettings:
     max_concurrent_runs: int = 4
     poll_interval: float = 1.0
     drain_timeout: float = 60.0
-    executor: str = "process"
+    executor: str | None = None  # None: [executor] default / per-pipeline entries
     workers: int | None = None
     # Reads (GET) without a token, honoured only while bound to loopback.
     open_reads: bool = False
@@ -113,6 +141,7 @@ class Project:
     openlineage: OpenLineageSettings = field(default_factory=OpenLineageSettings)
     alerts: tuple[AlertRule, ...] = ()
     gateway: GatewaySettings = field(default_factory=GatewaySettings)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
 
 
 def find(start: Path | None = None, env: Mapping[str, str] | None = None) -> Path | None:
@@ -162,6 +191,7 @@ def parse(path: Path) -> Project:
         "openlineage",
         "alerts",
         "gateway",
+        "executor",
     }
     for name, section in data.items():
         if name not in known:
@@ -200,6 +230,7 @@ def parse(path: Path) -> Project:
         openlineage=_openlineage(path, where, data.get("openlineage", {})),
         alerts=parse_alerts(path, text, data.get("alerts", [])),
         gateway=parse_gateway(path, text, data.get("gateway", {})),
+        executor=_executor(where, data.get("executor", {})),
     )
 
 
@@ -286,9 +317,42 @@ def _server(where: _Where, data: Mapping[str, Any]) -> ServerSettings:
             raise ConfigError(f"{where.at('server', key)}: unknown key {key!r}; known: {known}")
     if values.get("port", defaults.port) > 65535:
         raise ConfigError(f"{where.at('server', 'port')} must be at most 65535")
-    if values.get("executor", defaults.executor) not in ("process", "inline"):
-        raise ConfigError(f"{where.at('server', 'executor')} must be 'process' or 'inline'")
+    if values.get("executor", "process") not in EXECUTORS:
+        raise ConfigError(
+            f"{where.at('server', 'executor')} must be one of {', '.join(map(repr, EXECUTORS))}"
+        )
     return ServerSettings(**values)
+
+
+def _executor(where: _Where, section: Mapping[str, Any]) -> ExecutorSettings:
+    allowed = ("default", "ray_address", "pipelines")
+    for key, value in section.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{where.at('executor', key)}: unknown key {key!r}; known: {', '.join(allowed)}"
+            )
+        if key != "pipelines" and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{where.at('executor', key)} must be a non-empty string")
+    pipelines = section.get("pipelines", {})
+    if not isinstance(pipelines, dict):
+        raise ConfigError(
+            f"{where.at('executor', 'pipelines')} must map pipeline names to executors, "
+            'e.g. pipelines = { train = "ray" }'
+        )
+    choices = {"default": section.get("default", DEFAULT_EXECUTOR), **pipelines}
+    for name, executor in choices.items():
+        if executor not in EXECUTORS:
+            key = "default" if name == "default" else "pipelines"
+            what = "default" if name == "default" else f"pipeline {name!r}"
+            raise ConfigError(
+                f"{where.at('executor', key)}: {what} has executor {executor!r}; choose one of "
+                f"{', '.join(EXECUTORS)}"
+            )
+    return ExecutorSettings(
+        default=choices["default"],
+        ray_address=section.get("ray_address"),
+        pipelines=dict(pipelines),
+    )
 
 
 def _pools(where: _Where, section: Mapping[str, Any]) -> dict[str, int]:

@@ -17,7 +17,7 @@ from lockgate.model.refs import NodeRef, ParamRef, Ref, decode, substitute
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.executor import Executor
 from lockgate.ports.metadata import AttemptRecord, RunRecord, TaskRunRecord
-from lockgate.service.compose import DEFAULT_EXECUTOR, Workspace
+from lockgate.service.compose import Workspace
 from lockgate.service.gitinfo import git_state
 from lockgate.service.loader import LOADED_BY_PATH
 from lockgate.service.openlineage import OpenLineageEmitter
@@ -225,7 +225,7 @@ def start_run(
     params: Mapping[str, Any],
     *,
     workspace: Workspace,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     trigger: Trigger = Trigger.PYTHON,
     listener: RunListener | None = None,
@@ -243,7 +243,7 @@ def start_run(
     except TypeError:
         source = None
     git_sha, git_dirty = git_state(source) if source else (None, None)
-    runner = workspace.executor(executor, workers=workers)
+    runner = workspace.executor(executor, workers=workers, pipeline=pipeline.name)
     spec = RunSpec(
         pipeline,
         params,
@@ -264,7 +264,7 @@ def run(
     pipeline: Pipeline,
     params: Mapping[str, Any] | None = None,
     *,
-    executor: str = DEFAULT_EXECUTOR,
+    executor: str | None = None,
     workers: int | None = None,
     cache: bool = True,
     workspace: Workspace | None = None,
@@ -275,9 +275,12 @@ def run(
     Args:
         pipeline: a function decorated with `@lg.pipeline`.
         params: parameter values; strings are parsed to the parameter's type.
-        executor: where tasks run: "process" (a pool of worker processes, the
-            default) or "inline" (this thread, one task at a time).
-        workers: pool size for the process executor (default: CPU count).
+        executor: where tasks run: "process" (a pool of worker processes),
+            "inline" (this thread, one task at a time) or "ray" (a Ray cluster:
+            LOCKGATE_RAY_ADDRESS, else one started here); default: lockgate.toml's
+            [executor] entry for the pipeline, else "process".
+        workers: pool size for the process executor (default: CPU count), or
+            the CPUs of a Ray instance started for the run.
         cache: reuse cached results of tasks with `cache=True` (False executes all).
         workspace: stores to use (default: from LOCKGATE_HOME / LOCKGATE_DB_URL /
             LOCKGATE_ARTIFACT_ROOT).
