@@ -92,7 +92,15 @@ def test_the_config_is_found_by_walking_up(project, monkeypatch):
         ("[pools]\ngpu = 0\n", 5, "pool 'gpu' needs a whole number of slots >= 1"),
         ("[pool]\ngpu = 1\n", 4, "unknown section [pool]"),
         ("[database]\nurl = 5\n", 5, "[database] url must be a non-empty string"),
-        ("[server]\nexecutor = 'ray'\n", 5, "'process' or 'inline'"),
+        ("[server]\nexecutor = 'dask'\n", 5, "must be one of 'process', 'inline', 'ray'"),
+        ("[executor]\ndefault = 'dask'\n", 5, "default has executor 'dask'; choose one of"),
+        (
+            "[executor]\npipelines = { train = 'gpu' }\n",
+            5,
+            "pipeline 'train' has executor 'gpu'; choose one of process, inline, ray",
+        ),
+        ("[executor]\npipelines = 'ray'\n", 5, "must map pipeline names to executors"),
+        ("[executor]\nray_adress = 'auto'\n", 5, "unknown key 'ray_adress'"),
     ],
 )
 def test_config_errors_name_the_file_line_and_key(project, text, line, expected):
@@ -152,3 +160,17 @@ def test_run_by_name_finds_the_pipeline_through_the_project(project):
     assert record.pipeline_ref == f"{project.root / 'pipelines.py'}:nightly"
     unknown = CliRunner().invoke(cli, ["run", "nighty"])
     assert unknown.exit_code == 2 and "no pipeline 'nighty'" in unknown.stderr
+
+
+def test_executor_defaults_per_pipeline_and_the_ray_address_precedence(project):
+    project.write(
+        PIPELINES,
+        '\n[executor]\ndefault = "inline"\nray_address = "10.0.0.5:6379"\n'
+        'pipelines = { nightly = "ray" }\n',
+    )
+    parsed = parse(project.config)
+    assert parsed.executor.for_pipeline("nightly") == "ray"
+    assert parsed.executor.for_pipeline("refresh") == "inline"
+    assert Settings.from_env({}, project=parsed).ray_address == "10.0.0.5:6379"
+    env = {"LOCKGATE_RAY_ADDRESS": "ray://head:10001"}
+    assert Settings.from_env(env, project=parsed).ray_address == "ray://head:10001"
