@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/messages.py
 	$(BIN)/python bench/stats.py
+	$(BIN)/python bench/scaleout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate

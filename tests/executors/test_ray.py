@@ -230,7 +230,8 @@ def test_a_task_that_asks_for_more_than_the_cluster_has_fails_at_once(tmp_path: 
     (node,) = run_details(workspace, result.run_id)["nodes"]
     (attempt,) = node["attempts"]
     assert attempt["error_type"] == "lockgate.Unschedulable"
-    assert "asks for 1 GPU but the whole Ray cluster has 0 GPU" in attempt["error"]
+    assert "asks for 1 GPU on one machine, but no node" in attempt["error"]
+    assert "(the most any node has: 0 GPU)" in attempt["error"]
 
 
 def _comparable(details: dict[str, Any]) -> dict[str, Any]:
@@ -296,6 +297,20 @@ def test_a_memory_store_is_refused_before_anything_runs(tmp_path: Path):
     with pytest.raises(SharedStoreRequiredError, match="cannot reach it"):
         lg.run(where, executor="ray", workspace=workspace)
     assert workspace.metadata.list_runs() == []
+
+
+def test_a_refused_resume_does_not_take_the_run_over(tmp_path: Path):
+    settings = Settings.from_env({"LOCKGATE_ARTIFACT_ROOT": "memory://lg-resume"}, home=tmp_path)
+    workspace = Workspace(settings)
+    broken_run = lg.run(
+        mixed, {"marks": str(tmp_path), "n": 2}, executor="inline", workspace=workspace
+    )
+    assert broken_run.status.value == "failed"
+    before = [e.kind.value for e in workspace.metadata.events(broken_run.run_id)]
+    with pytest.raises(SharedStoreRequiredError):
+        lg.resume(broken_run.run_id, executor="ray", workspace=workspace)
+    assert workspace.metadata.get_run(broken_run.run_id).status.value == "failed"
+    assert [e.kind.value for e in workspace.metadata.events(broken_run.run_id)] == before
 
 
 def test_a_local_disk_store_is_refused_for_a_cluster_with_nodes_elsewhere():

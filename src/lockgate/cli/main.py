@@ -123,7 +123,8 @@ def _executor_options(fn: Any) -> Any:
         "--workers",
         type=click.IntRange(1, 1024),
         default=None,
-        help="Worker processes for the process executor (default: CPU count).",
+        help="Worker processes for the process executor, or CPUs of a Ray instance started "
+        "for the run (default: CPU count).",
     )(fn)
     fn = click.option(
         "--ray-address",

@@ -193,8 +193,8 @@ class RayExecutor:
     `@lg.task(resources={"cpu": 2, "gpu": 1, "memory": "4GiB", "custom": 1})`
     becomes Ray's `num_cpus`, `num_gpus`, `memory` and custom resources (a
     task without `cpu` asks for one CPU). Ray schedules by them; it does not
-    cap a task's memory the way the process executor does. A request larger
-    than the whole cluster fails at once instead of waiting forever.
+    cap a task's memory the way the process executor does. A request no
+    single node can meet fails at once instead of waiting forever.
     """
 
     name = "ray"
@@ -256,7 +256,7 @@ class RayExecutor:
         self._by_ref: dict[Any, _Job] = {}
         self._events: list[ExecutorEvent] = []
         self._drain: Any = None
-        self._totals: dict[str, float] = dict(ray.cluster_resources())
+        self._offers = _node_offers(ray)
 
     # --- the port ---------------------------------------------------------------
 
@@ -395,17 +395,23 @@ class RayExecutor:
         return options
 
     def _check_feasible(self, invocation: Invocation, need: Mapping[str, float]) -> None:
-        short = {k: v for k, v in need.items() if v > self._totals.get(k, 0.0)}
-        if short:  # the cluster may have grown since we looked
-            self._totals = dict(self._ray.cluster_resources())
-            short = {k: v for k, v in need.items() if v > self._totals.get(k, 0.0)}
-        if short:
-            asks = ", ".join(f"{v:g} {k}" for k, v in short.items())
-            has = ", ".join(f"{self._totals.get(k, 0.0):g} {k}" for k in short)
-            raise _Unschedulable(
-                f"node {invocation.label!r} asks for {asks} but the whole Ray cluster has {has}; "
-                "lower resources= on the task or add nodes that have them"
-            )
+        def fits(offer: Mapping[str, float]) -> bool:
+            return all(v <= offer.get(k, 0.0) for k, v in need.items())
+
+        if any(fits(offer) for offer in self._offers):
+            return
+        self._offers = _node_offers(self._ray)  # the cluster may have grown since we looked
+        if any(fits(offer) for offer in self._offers):
+            return
+        most = {k: max((o.get(k, 0.0) for o in self._offers), default=0.0) for k in need}
+        short = {k: v for k, v in need.items() if v > most[k]} or dict(need)
+        asks = ", ".join(f"{v:g} {k}" for k, v in short.items())
+        has = ", ".join(f"{most[k]:g} {k}" for k in short)
+        raise _Unschedulable(
+            f"node {invocation.label!r} asks for {asks} on one machine, but no node of the Ray "
+            f"cluster has that much (the most any node has: {has}); lower resources= on the "
+            "task or add a node that has them"
+        )
 
     def _forget(self, job: _Job) -> None:
         self._jobs.pop(job.invocation.key, None)
@@ -472,6 +478,11 @@ class RayExecutor:
                 )
                 key = job.invocation.key
                 self._events.append(_failed(key, job.started_at, error, timed_out=True))
+
+
+def _node_offers(ray: Any) -> list[dict[str, float]]:
+    """What each live node of the cluster has in all (CPU, GPU, memory, custom)."""
+    return [dict(node["Resources"]) for node in ray.nodes() if node["Alive"]]
 
 
 class _Unschedulable(Exception):

@@ -28,6 +28,7 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lockgate.executors.capture import Capture
@@ -79,6 +80,22 @@ def _store(store_id: str, store_cell: list[Any]) -> ArtifactStore:
     return store
 
 
+def _usable(logs_root: str | None) -> str | None:
+    """`logs_root` if this node can write there, else None (output stays in Ray's logs).
+
+    The path is the coordinator's; on another machine it may not be creatable,
+    and a task must not fail on its first print for that.
+    """
+    if logs_root is None:
+        return None
+    try:
+        Path(logs_root).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"lockgate: not capturing task output under {logs_root}: {exc}", file=sys.stderr)
+        return None
+    return logs_root if os.access(logs_root, os.W_OK) else None
+
+
 def run_job(
     job: Job,
     task_cell: list[Any],
@@ -124,7 +141,7 @@ def run_job(
     )
     capture = _captures.get(logs_root)
     if capture is None:
-        capture = _captures[logs_root] = Capture(logs_root)
+        capture = _captures[logs_root] = Capture(_usable(logs_root))
     mailbox.started.remote(job.key, time.time())
     with capture.attempt(invocation):
         return execute(invocation, store)

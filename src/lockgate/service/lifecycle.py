@@ -81,15 +81,17 @@ def resume_run(
     record = workspace.metadata.get_run(run_id)
     target = pipeline_for(record, pipeline)
     params = target.params_from_json(record.params)
-    now = time.time()
-    records = workspace.metadata.resume_run(
-        record.id,
-        by=by.value,
-        at=now,
-        stale_before=now - workspace.settings.heartbeat_timeout,
-    )
+    # The executor first: one that cannot start (Ray unreachable, a store its
+    # workers cannot reach) must fail before the run is taken over.
     runner = workspace.executor(executor, workers=workers, pipeline=target.name)
     try:
+        now = time.time()
+        records = workspace.metadata.resume_run(
+            record.id,
+            by=by.value,
+            at=now,
+            stale_before=now - workspace.settings.heartbeat_timeout,
+        )
         coordinator(workspace, runner, listener).drive(target, params, record.id, records, no_cache)
     finally:
         runner.close()
