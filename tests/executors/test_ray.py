@@ -8,6 +8,7 @@ a run records the same thing on Ray as on the process executor.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import shutil
 import signal
@@ -25,7 +26,7 @@ from lockgate.errors import ExecutorError, SharedStoreRequiredError
 from lockgate.executors.ray import RayExecutor, check_shared_store, validate_address
 from lockgate.service.compose import Workspace
 from lockgate.service.config import Settings
-from lockgate.service.project import parse
+from lockgate.service.project import Project, parse
 from lockgate.service.views import run_details
 from lockgate.stores.artifacts import open_artifact_store
 from lockgate.testing.executor_contract import ExecutorContract
@@ -276,6 +277,41 @@ def test_a_run_records_the_same_on_ray_as_on_the_process_executor(tmp_path: Path
         n for n in records["ray"]["nodes"] if n["id"] == "flaky" and n["map_index"] is not None
     ]
     assert [len(n["attempts"]) for n in flaky_items] == [1, 2, 1, 2, 1, 2]
+
+
+@lg.task(pool="gpu")
+def pooled(i: int) -> int:
+    time.sleep(0.3)
+    return i
+
+
+@lg.pipeline
+def sweep():
+    return [pooled(i) for i in range(4)]
+
+
+def test_a_pool_of_one_slot_runs_one_task_at_a_time_on_ray(tmp_path: Path):
+    workspace = Workspace(
+        Settings.from_env({}, home=tmp_path / "home"), project=Project(pools={"gpu": 1})
+    )
+    result = lg.run(sweep, executor="ray", workspace=workspace)
+    assert result.ok, result.record.error
+    spans = sorted(
+        (a.started_at, a.finished_at) for a in workspace.metadata.attempts(result.run_id)
+    )
+    assert len(spans) == 4
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end, spans  # the cluster has 2 CPUs; the pool allows 1
+
+
+def test_a_cached_result_is_reused_on_ray_without_executing(tmp_path: Path, marks: Path):
+    workspace = _workspace(tmp_path)
+    params = {"marks": str(marks), "n": 4}
+    first = lg.run(mixed, params, executor="ray", workspace=workspace)
+    again = lg.run(mixed, params, executor="ray", workspace=workspace)
+    assert again.output("cached_sum") == first.output("cached_sum") == 1 + 2 + 3 + 4
+    (node,) = [n for n in run_details(workspace, again.run_id)["nodes"] if n["id"] == "cached_sum"]
+    assert (node["state"], node["attempts"]) == ("cached", [])
 
 
 def test_lockgate_toml_picks_ray_for_one_pipeline(tmp_path: Path):
