@@ -50,6 +50,8 @@ from multiprocessing.connection import Pipe
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from lockgate.ports.executor import Invocation
+
 if TYPE_CHECKING:
     from lockgate.model.task import Task
 
@@ -107,6 +109,39 @@ class Job:
     def key(self) -> str:
         """The invocation key, `<task_run_id>:<attempt>`."""
         return f"{self.task_run_id}:{self.attempt}"
+
+    @classmethod
+    def of(cls, invocation: Invocation, task_id: str, **extra: Any) -> Job:
+        """The job for `invocation`, its task named by `task_id`; `extra` sets other fields."""
+        return cls(
+            run_id=invocation.run_id,
+            pipeline=invocation.pipeline,
+            node_id=invocation.node_id,
+            map_index=invocation.map_index,
+            task_run_id=invocation.task_run_id,
+            attempt=invocation.attempt,
+            args=invocation.args,
+            kwargs=dict(invocation.kwargs),
+            timeout=invocation.timeout,
+            task_name=invocation.task.name,
+            task_id=task_id,
+            **extra,
+        )
+
+    def invocation(self, task: Task) -> Invocation:
+        """The invocation again, on the worker side, with its unpickled `task`."""
+        return Invocation(
+            run_id=self.run_id,
+            pipeline=self.pipeline,
+            node_id=self.node_id,
+            map_index=self.map_index,
+            task_run_id=self.task_run_id,
+            attempt=self.attempt,
+            task=task,
+            args=self.args,
+            kwargs=self.kwargs,
+            timeout=self.timeout,
+        )
 
 
 def dumps(message: object) -> bytes:

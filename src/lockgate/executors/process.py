@@ -274,20 +274,7 @@ class ProcessExecutor:
         try:
             task_id, task_bytes = self._shipper.payload(task)
             data = worker.channel.job_message(
-                Job(
-                    run_id=invocation.run_id,
-                    pipeline=invocation.pipeline,
-                    node_id=invocation.node_id,
-                    map_index=invocation.map_index,
-                    task_run_id=invocation.task_run_id,
-                    attempt=invocation.attempt,
-                    args=invocation.args,
-                    kwargs=dict(invocation.kwargs),
-                    timeout=invocation.timeout,
-                    task_name=task.name,
-                    task_id=task_id,
-                    memory=job.memory,
-                ),
+                Job.of(invocation, task_id, memory=job.memory),
                 task_bytes,
             )
         except Exception as exc:

@@ -278,20 +278,7 @@ class RayExecutor:
             task_ref = self._task_refs.get(task_id)
             if task_ref is None:
                 task_ref = self._task_refs[task_id] = self._ray.put(data)
-            job = Job(
-                run_id=invocation.run_id,
-                pipeline=invocation.pipeline,
-                node_id=invocation.node_id,
-                map_index=invocation.map_index,
-                task_run_id=invocation.task_run_id,
-                attempt=invocation.attempt,
-                args=invocation.args,
-                kwargs=dict(invocation.kwargs),
-                timeout=invocation.timeout,
-                task_name=task.name,
-                task_id=task_id,
-                sys_path=tuple(sys.path),
-            )
+            job = Job.of(invocation, task_id, sys_path=tuple(sys.path))
             ref = self._remote.options(**options).remote(
                 job, [task_ref], self._store_id, [self._store_ref], self._logs_root, self._mailbox
             )

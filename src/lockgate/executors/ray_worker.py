@@ -36,7 +36,7 @@ from lockgate.executors.channel import WORKER_TASK_CACHE, Job, loads
 from lockgate.executors.invoke import execute
 from lockgate.model.task import Task
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, Invocation, Outcome
+from lockgate.ports.executor import ErrorInfo, Outcome
 
 # Per Ray worker process, kept across jobs.
 _tasks: OrderedDict[str, Task | ErrorInfo] = OrderedDict()
@@ -127,18 +127,7 @@ def run_job(
             user=False,
         )
         return Outcome(job.key, now, time.time(), error=error)
-    invocation = Invocation(
-        run_id=job.run_id,
-        pipeline=job.pipeline,
-        node_id=job.node_id,
-        map_index=job.map_index,
-        task_run_id=job.task_run_id,
-        attempt=job.attempt,
-        task=task,
-        args=job.args,
-        kwargs=job.kwargs,
-        timeout=job.timeout,
-    )
+    invocation = job.invocation(task)
     capture = _captures.get(logs_root)
     if capture is None:
         capture = _captures[logs_root] = Capture(_usable(logs_root))

@@ -45,7 +45,7 @@ from lockgate.executors.channel import STOP, Init, Job, dumps, loads
 from lockgate.executors.invoke import execute
 from lockgate.model.task import Task
 from lockgate.ports.artifacts import ArtifactStore
-from lockgate.ports.executor import ErrorInfo, Invocation, LogSpan, Outcome
+from lockgate.ports.executor import ErrorInfo, LogSpan, Outcome
 
 _PR_SET_PDEATHSIG = 1
 
@@ -226,18 +226,7 @@ class _Worker:
         task = self._task(job)
         if isinstance(task, ErrorInfo):
             return Outcome(job.key, now, now, error=task)
-        invocation = Invocation(
-            run_id=job.run_id,
-            pipeline=job.pipeline,
-            node_id=job.node_id,
-            map_index=job.map_index,
-            task_run_id=job.task_run_id,
-            attempt=job.attempt,
-            task=task,
-            args=job.args,
-            kwargs=job.kwargs,
-            timeout=job.timeout,
-        )
+        invocation = job.invocation(task)
         # A task may have changed these and the worker is reused.
         signal.signal(signal.SIGTERM, _on_sigterm)
         signal.pthread_sigmask(signal.SIG_SETMASK, ())
