@@ -1,0 +1,1 @@
+"""What `lockgate demo` and the examples share: a synthetic support corpus and the demo runner."""
