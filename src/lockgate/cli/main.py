@@ -63,6 +63,7 @@ LAZY_COMMANDS = {
     "stats": "lockgate.cli.observe:stats",
     "gateway": "lockgate.cli.gateway:gateway",
     "routes": "lockgate.cli.routes:routes",
+    "demo": "lockgate.cli.demo:demo",
 }
 
 
