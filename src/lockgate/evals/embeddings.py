@@ -5,7 +5,9 @@ package (the `[llm]` extra ships the model files) with
 `SentenceTransformer(path, device="cpu")`. Before loading it sets
 `HF_HUB_OFFLINE=1` and `TRANSFORMERS_OFFLINE=1` in this process, so nothing is
 ever downloaded. The model is loaded once per process, on first use, and
-similarities are cosines of normalized 384-dimensional vectors.
+similarities are cosines of normalized 384-dimensional vectors. A process
+encodes each distinct text once: vectors are kept in a memo of at most
+`MEMO_LIMIT` texts, so scoring the same rows again per cohort is nearly free.
 
 When sentence-transformers, torch or the model package cannot be imported
 (or the model fails to load), the evaluators fall back to the lexical-overlap
@@ -43,8 +45,14 @@ METHOD_LEXICAL = "lexical-overlap (fallback: pip install 'lockgate[llm]' for emb
 ENV = "LOCKGATE_EVALS_EMBEDDINGS"
 MODES = ("auto", "lexical", "embeddings")
 
+#: Most texts whose embeddings a process keeps (384 float32 each: about 30 MB).
+MEMO_LIMIT = 20_000
+
 _LOCK = threading.Lock()
 _model: Any = None
+# text -> vector, for the model in _memo_owner (a test may swap the model).
+_memo: dict[str, Any] = {}
+_memo_owner: Any = None
 _load_error: str | None = None
 _warned = False
 
@@ -93,19 +101,37 @@ class Embeddings:
         self._model = model
 
     def vectors(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit-length embeddings of `texts`, one row each."""
+        """Unit-length embeddings of `texts`, one row each.
+
+        Texts this process encoded before come from a bounded memo instead of
+        the model: scoring per cohort (`evaluate(..., by=...)`) scores every
+        row again in its cohort, with the same texts, and encoding is nearly
+        all of an LLM evaluator's time.
+        """
         import numpy as np
 
         if not texts:
             return np.zeros((0, 384), dtype=np.float32)
-        encoded = self._model.encode(
-            list(texts),
-            batch_size=64,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(encoded, dtype=np.float32)
+        with _LOCK:
+            memo = _memo_for(self._model)
+            found = {t: memo[t] for t in dict.fromkeys(texts) if t in memo}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            encoded = self._model.encode(
+                missing,
+                batch_size=64,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            fresh = dict(zip(missing, np.asarray(encoded, dtype=np.float32), strict=True))
+            found.update(fresh)
+            with _LOCK:
+                memo = _memo_for(self._model)
+                memo.update(fresh)
+                while len(memo) > MEMO_LIMIT:  # oldest first: dicts keep insertion order
+                    del memo[next(iter(memo))]
+        return np.stack([found[t] for t in texts]).astype(np.float32, copy=False)
 
     def matrix(self, left: Sequence[str], right: Sequence[str]) -> list[list[float]]:
         """Similarity of every text in `left` to every text in `right`."""
@@ -211,6 +237,14 @@ def reset() -> None:
     with _LOCK:
         _load_error = None
         _warned = False
+
+
+def _memo_for(model: Any) -> dict[str, Any]:
+    """The memo of `model`'s embeddings (emptied when another model is used); hold _LOCK."""
+    global _memo, _memo_owner
+    if _memo_owner is not model:
+        _memo, _memo_owner = {}, model
+    return _memo
 
 
 def _load() -> tuple[Any, str | None]:

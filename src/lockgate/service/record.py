@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lockgate.evals.runner import evaluate_node
 from lockgate.model.chain import GENESIS, event_hash
 from lockgate.model.states import EventKind
 from lockgate.service.compose import Workspace
@@ -75,7 +76,12 @@ def build(workspace: Workspace, run_id: str) -> dict[str, Any]:
     attempts = store.attempts(run.id)
     events = store.events(run.id)
     graph = store.run_graph(run.id)
-    evaluators = {n["id"] for n in graph["nodes"] if n["task"] == "evaluate"}
+    # `lg.evaluate(..., name="by_area")` names its node and task; the function is the same.
+    evaluators = {
+        n["id"]
+        for n in graph["nodes"]
+        if n["task"] == "evaluate" or n.get("target") == evaluate_node.target
+    }
     produced = []
     for record in task_runs:
         if record.output is None:
