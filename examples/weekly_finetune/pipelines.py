@@ -243,7 +243,13 @@ def open_route(incumbent: Any) -> dict[str, Any]:
         except lg.errors.RouteNotFoundError:
             # The version this pipeline's first lg.register (last week's model) made.
             versions = workspace.metadata.list_versions("model", MODEL)
-            version = next(v.version for v in versions if v.node_id == "register")
+            version = next((v.version for v in versions if v.node_id == "register"), None)
+            if version is None:
+                raise RuntimeError(
+                    f"no version of model {MODEL!r} was registered by node 'register' (last "
+                    f"week's model); create route {ROUTE!r} by hand: lockgate routes set "
+                    f"{ROUTE} model:{MODEL}@VERSION=100"
+                ) from None
             registry.promote(
                 workspace,
                 MODEL,
