@@ -1,9 +1,11 @@
 """The index_rebuild example: a new transcripts version rebuilds the index through the server.
 
-The server's own pass (`Server.loop_once`: sensors, then the launcher forking
-a driver process) starts the runs, never `lg.run`. A small stand-in for the
-nightly_eval example lands the transcripts versions, exactly as
-`lockgate.demo.corpus.transcripts(day)` makes them.
+The server's own pass (`Server.loop_once`: schedules, sensors, then the
+launcher forking a driver process) starts the rebuilds, never `lg.run`. The
+project is the example's own lockgate.toml (index_rebuild plus nightly_eval).
+The transcripts versions are landed by a small stand-in for nightly_eval's
+ingest (the same rows, from `lockgate.demo.corpus.transcripts(day)`), which
+spares the test nightly_eval's evaluation of 120 answers per day.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from lockgate.service import record as record_service
 from lockgate.service.catalog import load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.lineage import resolve_artifact, walk
-from lockgate.service.loader import load_module
+from lockgate.service.loader import load_module, load_pipeline
 from lockgate.service.project import parse
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "index_rebuild"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 FEED = '''
 """Stands in for the nightly_eval example: one day of transcripts as a dataset version."""
@@ -44,14 +46,16 @@ def land_transcripts(day: str = "2026-11-24"):
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The example's pipelines.py next to the stand-in producer, in one project."""
-    root = tmp_path / "proj"
-    root.mkdir()
-    shutil.copy(EXAMPLE / "pipelines.py", root / "pipelines.py")
-    (root / "feed.py").write_text(FEED)
-    (root / "lockgate.toml").write_text(
-        '[project]\npipelines = ["pipelines.py", "feed.py"]\n\n[server]\nexecutor = "inline"\n'
-    )
+    """Copies of the index_rebuild and nightly_eval examples; the project is index_rebuild's.
+
+    Its lockgate.toml lists nightly_eval's pipelines too, as the example ships it.
+    """
+    for name in ("index_rebuild", "nightly_eval"):
+        shutil.copytree(
+            EXAMPLES / name, tmp_path / name, ignore=shutil.ignore_patterns(".lockgate")
+        )
+    (tmp_path / "feed.py").write_text(FEED)
+    root = tmp_path / "index_rebuild"
     monkeypatch.setenv("LOCKGATE_CONFIG", str(root / "lockgate.toml"))
     for name in (
         "LOCKGATE_HOME",
@@ -87,8 +91,10 @@ def test_each_new_transcripts_version_rebuilds_the_index_once_through_the_sensor
     workspace = Workspace(project=parse(project / "lockgate.toml"))
     try:
         catalog = load_catalog(workspace.project)
-        land = catalog.get("land_transcripts").pipeline
-        server = Server(workspace, options_for(workspace, max_concurrent_runs=1), catalog=catalog)
+        assert {e.pipeline.name for e in catalog} == {"nightly_eval", "index_rebuild"}
+        land = load_pipeline(f"{project.parent / 'feed.py'}:land_transcripts")
+        options = options_for(workspace, max_concurrent_runs=1, executor="inline")
+        server = Server(workspace, options, catalog=catalog)
         server.loop_once()
         assert rebuilds(workspace) == []  # no transcripts yet: the sensor has nothing to fire on
 
