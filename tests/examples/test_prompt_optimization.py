@@ -15,7 +15,11 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "prompt_optimization" / "pipe
 REGISTRY = "answer-prompt"
 
 
-def test_best_prompt_is_promoted_and_a_candidate_without_margin_leaves_production(workspace):
+def test_best_prompt_is_promoted_and_a_candidate_without_margin_leaves_production(
+    workspace, monkeypatch
+):
+    # The thresholds below were measured with MiniLM: never score with the lexical fallback.
+    monkeypatch.setenv("LOCKGATE_EVALS_EMBEDDINGS", "embeddings")
     example = load_module(str(EXAMPLE))
     pipeline = load_pipeline(f"{EXAMPLE}:prompt_optimization")
     store = workspace.metadata
