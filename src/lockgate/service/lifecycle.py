@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lockgate.engine.coordinator import format_age
 from lockgate.engine.listener import RunListener
 from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
 from lockgate.model.pipeline import Pipeline
@@ -49,6 +50,37 @@ def pipeline_for(record: RunRecord, pipeline: Pipeline | None) -> Pipeline:
     return pipeline
 
 
+def refuse_stale_inputs(
+    workspace: Workspace, record: RunRecord, pipeline: Pipeline, now: float
+) -> None:
+    """Refuse to resume a run whose pinned inputs are now older than `max_input_age`.
+
+    A resume keeps the versions the run started with, so without this a run
+    that failed for a stale input (or that waited long enough) would go on to
+    consume exactly the stale data the guard is there to keep out.
+    `on_stale_input="warn"` pipelines are not refused.
+
+    Raises:
+        RunStateError: an input is too old; says how to get a fresh run.
+    """
+    limit = pipeline.options.max_input_age
+    if limit is None or pipeline.options.on_stale_input != "fail":
+        return
+    stale = []
+    for used in workspace.metadata.run_versions(record.id):
+        found = workspace.metadata.resolve_version(used.kind, used.name, used.version)
+        if found is not None and now - found.created_at > limit:
+            age = format_age(now - found.created_at)
+            stale.append(f"{used.kind}:{used.name}@{used.version} ({age} old)")
+    if stale:
+        raise RunStateError(
+            f"run {record.id} consumes {', '.join(stale)}, older than the pipeline's "
+            f"max_input_age ({format_age(limit)}); a resume keeps the versions a run started "
+            "with, so it would run on stale data: produce a fresh version, then start a new "
+            f"run (lockgate run {record.pipeline})"
+        )
+
+
 def resume_run(
     workspace: Workspace,
     run_id: str,
@@ -75,11 +107,13 @@ def resume_run(
 
     Raises:
         RunStateError: the run succeeded, is still driven by a live coordinator,
-            or its code changed since it ran.
+            its code changed since it ran, or it would consume an input older
+            than the pipeline's `max_input_age`.
     """
     listener = lineage_listener(workspace, listener)
     record = workspace.metadata.get_run(run_id)
     target = pipeline_for(record, pipeline)
+    refuse_stale_inputs(workspace, record, target, time.time())
     params = target.params_from_json(record.params)
     # The executor first: one that cannot start (Ray unreachable, a store its
     # workers cannot reach) must fail before the run is taken over.
