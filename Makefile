@@ -8,7 +8,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: help venv demo test lint bench clean
 
 help:
-	@echo "make demo   install and run the example ML pipeline on the embedded default"
+	@echo "make demo   install and run lockgate demo: the examples end to end on the embedded default"
 	@echo "make test   install with test extras (and PostgreSQL, Redis, Chromium when root), lint, run the tests"
 	@echo "make lint   ruff, import-linter (layers) and mypy"
 	@echo "make bench  run the benchmarks in bench/"
@@ -25,13 +25,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	# The demo's own state dir: migrate it if an older lockgate created it.
-	cd examples/quickstart && ../../$(BIN)/lockgate db upgrade
-	cd examples/quickstart && ../../$(BIN)/lockgate run pipelines.py:nightly
-	cd examples/quickstart && ../../$(BIN)/lockgate models list breast-cancer-clf
-	cd examples/quickstart && ../../$(BIN)/lockgate record latest -o .lockgate/records/latest.md
-	cd examples/quickstart && ../../$(BIN)/lockgate stats --since 1d
-	@echo "Next: cd examples/quickstart; ../../$(BIN)/lockgate show latest; ../../$(BIN)/lockgate lineage model:breast-cancer-clf; ../../$(BIN)/lockgate server (web UI on http://127.0.0.1:8787/)"
+	# The examples as one story in ./lockgate-demo (replaced on each run): nightly eval,
+	# index rebuild by data sensor, a canary rollback, then a promotion.
+	$(BIN)/lockgate demo --dir lockgate-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench examples
@@ -50,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/scaleout.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate lockgate-demo

@@ -45,10 +45,20 @@ def demo(directory: str, examples: str | None, day: str, as_json: bool) -> None:
     rebuild fired by the data sensor), and prints what happened. Nothing is
     downloaded. Exits 1 if a step did not end the way the story needs.
     """
+    project = runner.prepare(directory, runner.find_examples(examples))
+    with runner.inside(project):
+        summary, root = _play(project, day, as_json)
+    if as_json:
+        click.echo(json.dumps(summary, default=str))
+    else:
+        _show(summary, root)
+    raise SystemExit(0 if _as_told(summary) else 1)
+
+
+def _play(project: Any, day: str, as_json: bool) -> tuple[dict[str, Any], Path]:
     from lockgate.cli.progress import Progress
     from lockgate.service.catalog import load_catalog
 
-    project = runner.prepare(directory, runner.find_examples(examples))
     workspace = runner.open_workspace(project)
     catalog = load_catalog(project)
     run_ids = []
@@ -68,11 +78,7 @@ def demo(directory: str, examples: str | None, day: str, as_json: bool) -> None:
         workspace.close()
     summary["records"] = [str(p) for p in records]
     summary["directory"] = str(root)
-    if as_json:
-        click.echo(json.dumps(summary, default=str))
-    else:
-        _show(summary, root)
-    raise SystemExit(0 if _as_told(summary) else 1)
+    return summary, root
 
 
 def _as_told(summary: dict[str, Any]) -> bool:

@@ -16,9 +16,11 @@ so); anything else is refused rather than overwritten.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from typing import Any
 from lockgate.errors import UsageError
 from lockgate.model.states import Trigger
 from lockgate.service import record as record_service
+from lockgate.service.alerts import run_alert_pass
 from lockgate.service.catalog import load_catalog
 from lockgate.service.compose import Workspace
 from lockgate.service.config import Settings
@@ -37,6 +40,14 @@ from lockgate.service.sensors import sensor_pass
 #: The examples the demo runs, in order.
 EXAMPLES = ("nightly_eval", "index_rebuild", "weekly_finetune")
 MARKER = ".lockgate-demo"
+# Where-state-lives variables the demo's own project replaces while it runs.
+_LOCATIONS = (
+    "LOCKGATE_HOME",
+    "LOCKGATE_DB_URL",
+    "LOCKGATE_ARTIFACT_ROOT",
+    "LOCKGATE_LOGS_ROOT",
+    "LOCKGATE_RAY_ADDRESS",
+)
 DEFAULT_DIR = "lockgate-demo"
 
 
@@ -118,11 +129,53 @@ def prepare(directory: str | Path, examples: Path) -> Project:
             ignore=shutil.ignore_patterns(".lockgate", "__pycache__", "*.pyc"),
         )
     listed = ", ".join(f'"{name}/pipelines.py"' for name in EXAMPLES)
-    (target / "lockgate.toml").write_text(
-        "# Written by lockgate demo: the examples' pipelines in one project.\n"
+    parts = [
+        "# Written by lockgate demo: the examples' pipelines in one project, and the\n"
+        "# rest of each example's lockgate.toml (gateway, alerts) as it is.\n"
         f'[project]\npipelines = [{listed}]\nhome = ".lockgate"\n'
-    )
+    ]
+    for name in EXAMPLES:
+        config = examples / name / "lockgate.toml"
+        if config.is_file():
+            parts.append(
+                f"\n# --- from {name}/lockgate.toml\n" + _without_project(config.read_text())
+            )
+    (target / "lockgate.toml").write_text("".join(parts))
     return parse(target / "lockgate.toml")
+
+
+def _without_project(text: str) -> str:
+    """A lockgate.toml's text minus its [project] table (the demo writes its own)."""
+    kept, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        header = line.strip()
+        if header.startswith("["):
+            skipping = header == "[project]"
+        if not skipping:
+            kept.append(line)
+    return "".join(kept)
+
+
+@contextlib.contextmanager
+def inside(project: Project) -> Iterator[None]:
+    """Work in the demo project: its directory and lockgate.toml, not the caller's state.
+
+    Processes the examples start (a gateway, a CLI call) find the demo's
+    workspace the way they would find any project's: from the working
+    directory and LOCKGATE_CONFIG.
+    """
+    assert project.path is not None
+    saved_cwd, saved_env = Path.cwd(), dict(os.environ)
+    for name in _LOCATIONS:
+        os.environ.pop(name, None)
+    os.environ["LOCKGATE_CONFIG"] = str(project.path)
+    os.chdir(project.path.parent)
+    try:
+        yield
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
 
 
 def open_workspace(project: Project) -> Workspace:
@@ -140,7 +193,7 @@ def run_step(workspace: Workspace, step: Step, listener: Any) -> RunResult:
     if not step.sensor:
         entry = catalog.get(step.pipeline)
         bound = entry.pipeline.bind(step.params)
-        return start_run(
+        result = start_run(
             entry.pipeline,
             bound,
             workspace=workspace,
@@ -148,6 +201,8 @@ def run_step(workspace: Workspace, step: Step, listener: Any) -> RunResult:
             listener=listener,
             pipeline_ref=entry.ref,
         )
+        run_alert_pass(workspace.metadata, workspace.project.alerts)
+        return result
     queued = [e for e in sensor_pass(workspace, catalog) if e.created]
     store = workspace.metadata
     mine = [e.run_id for e in queued if store.get_run(e.run_id).pipeline == step.pipeline]
@@ -168,6 +223,7 @@ def run_step(workspace: Workspace, step: Step, listener: Any) -> RunResult:
         coordinator(workspace, runner, listener).drive(pipeline, params, record.id, records)
     finally:
         runner.close()
+    run_alert_pass(workspace.metadata, workspace.project.alerts)
     return read_run(workspace, record.id)
 
 
