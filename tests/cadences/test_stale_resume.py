@@ -47,3 +47,29 @@ def test_resuming_a_run_that_failed_for_a_stale_input_is_refused(workspace):
     assert workspace.metadata.attempts(failed.run_id) == []  # still nothing ran
     fresh = lg.run(strict, executor="inline", workspace=workspace)
     assert fresh.ok and fresh.output() == 6  # a new run takes the fresh version
+
+
+def test_the_cli_does_not_suggest_resuming_a_stale_input_failure(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from lockgate.cli.main import cli
+
+    monkeypatch.setenv("LOCKGATE_HOME", str(tmp_path / "home"))
+    source = tmp_path / "flows.py"
+    source.write_text(
+        "import lockgate as lg\n\n"
+        "@lg.task\ndef produce(n: int) -> lg.Dataset:\n"
+        "    return lg.Dataset('events', list(range(n)))\n\n"
+        "@lg.pipeline\ndef ingest(n: int = 3):\n    return produce(n)\n\n"
+        "@lg.task\ndef total(rows: list) -> int:\n    return sum(rows)\n\n"
+        "@lg.pipeline(max_input_age=0.5)\ndef strict():\n"
+        "    return total(lg.Dataset.ref('events'))\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(cli, ["run", f"{source}:ingest", "--executor", "inline"]).exit_code == 0
+    time.sleep(0.7)
+    stale = runner.invoke(cli, ["run", f"{source}:strict", "--executor", "inline"])
+    assert stale.exit_code == 1
+    assert "stale input: dataset:events@1" in stale.output
+    assert "after a fresh version lands: run the pipeline again" in stale.output
+    assert "lockgate resume" not in stale.output

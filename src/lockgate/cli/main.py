@@ -168,7 +168,10 @@ def _finish(ctx: click.Context, result: RunResult, workspace: Workspace, as_json
         else:
             out.print(f"  {result.record.error}", markup=False)
             out.print(f"  details: lockgate show {result.run_id}", markup=False)
-            if result.status is not RunState.CANCELLED:
+            if (result.record.error or "").startswith("stale input:"):
+                # A resume keeps the run's pinned versions, stale ones included.
+                out.print("  after a fresh version lands: run the pipeline again", markup=False)
+            elif result.status is not RunState.CANCELLED:
                 out.print(f"  after a fix: lockgate resume {result.run_id}", markup=False)
     ctx.exit(EXIT_CODES.get(result.status, 1))
 
