@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # System packages the tests start or drive themselves: PostgreSQL (throwaway
-# clusters), Redis (message triggers) and Chromium (web UI tests, driven by
-# Playwright without downloading a browser). Under CI=true a missing one fails
+# clusters), Redis (message triggers), Chromium (web UI tests, driven by
+# Playwright without downloading a browser), curl and jq (the pr_eval CI script). Under CI=true a missing one fails
 # those tests instead of skipping them, so install what is missing when we can
 # (root + apt-get); otherwise say what is missing and let the tests skip.
 set -euo pipefail
@@ -11,6 +11,9 @@ missing=()
     missing+=(postgresql-15)
 command -v redis-server >/dev/null || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# examples/pr_eval/ci_call.sh is what a CI job runs: curl and jq.
+command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)
 ((${#missing[@]})) || exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
