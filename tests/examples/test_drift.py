@@ -13,9 +13,8 @@ A fresh ingest makes it train again.
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,31 +27,15 @@ from lockgate.service import record as record_service
 from lockgate.service.compose import Workspace
 from lockgate.service.project import parse
 
-EXAMPLE = Path(__file__).parents[2] / "examples" / "drift"
 THREE_DAYS = 3 * 86400
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver) -> Path:
+def project(
+    example_copy: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver
+) -> Path:
     """A copy of the example as the working directory, its alerts sent to `receiver`."""
-    root = tmp_path / "drift"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".lockgate", "__pycache__"))
-    monkeypatch.chdir(root)
-    for name in (
-        "LOCKGATE_CONFIG",
-        "LOCKGATE_HOME",
-        "LOCKGATE_DB_URL",
-        "LOCKGATE_ARTIFACT_ROOT",
-        "LOCKGATE_LOGS_ROOT",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    root = example_copy("drift")
     monkeypatch.setenv("ALERT_WEBHOOK_URL", f"{receiver.url}/data-oncall")
     return root
 

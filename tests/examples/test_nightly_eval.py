@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,26 +31,11 @@ METRICS = {"groundedness", "context_relevance", "task_completion"}
 
 
 @pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    server = WebhookReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver) -> Path:
+def project(
+    example_copy: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch, receiver: WebhookReceiver
+) -> Path:
     """A copy of the example as the working directory, its alerts sent to `receiver`."""
-    root = tmp_path / "nightly_eval"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".lockgate", "__pycache__"))
-    monkeypatch.chdir(root)
-    for name in (
-        "LOCKGATE_CONFIG",
-        "LOCKGATE_HOME",
-        "LOCKGATE_DB_URL",
-        "LOCKGATE_ARTIFACT_ROOT",
-        "LOCKGATE_LOGS_ROOT",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    root = example_copy("nightly_eval")
     monkeypatch.setenv("ALERT_WEBHOOK_URL", f"{receiver.url}/support-bot")
     return root
 
