@@ -15,10 +15,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from cadences.servers import ServerProcess
 from s3_fixture import s3_client, split_s3_url
 
 pytestmark = pytest.mark.usefixtures("ray_address")
@@ -245,3 +247,66 @@ def test_ray_workers_read_and_write_artifacts_on_s3(tmp_path: Path, s3_root: str
     blobs = [key for key in keys if key.startswith(f"{prefix}/sha256/")]
     assert len(blobs) >= 8, keys  # every block was written to S3 by a Ray worker
     assert not (tmp_path / "home" / "artifacts").exists()
+
+
+WHERE = """
+import lockgate as lg
+
+
+@lg.task
+def cluster() -> str:
+    import ray  # this task runs inside a Ray worker: it is connected
+
+    return ray.get_runtime_context().gcs_address
+
+
+@lg.pipeline
+def where():
+    return cluster()
+"""
+
+
+def test_a_server_launches_runs_on_the_ray_cluster_it_was_given(tmp_path: Path, ray_address: str):
+    (tmp_path / "where.py").write_text(WHERE)
+    config = tmp_path / "lockgate.toml"
+    config.write_text('[project]\npipelines = ["where.py"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOCKGATE_", "RAY_"))}
+    env["LOCKGATE_CONFIG"] = str(config)
+    token = subprocess.run(
+        [LOCKGATE, "token", "create", "ci", "--scope", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    server = ServerProcess(
+        config, "--executor", "ray", "--ray-address", ray_address, env=env
+    ).wait_ready()
+    try:
+        request = urllib.request.Request(
+            f"{server.url}/api/v1/pipelines/where/runs",
+            data=b"{}",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            run_id = json.loads(response.read())["run_id"]
+        deadline = time.monotonic() + 120
+        while True:
+            shown = json.loads(lockgate_in(tmp_path, env, "show", run_id, "--json").stdout)
+            if shown["run"]["status"] not in ("queued", "running"):
+                break
+            assert time.monotonic() < deadline, server.output()
+            time.sleep(0.3)
+        assert shown["run"]["status"] == "succeeded", server.output()
+        value = lockgate_in(tmp_path, env, "artifacts", "get", shown["nodes"][0]["output"])
+        assert json.loads(value.stdout) == ray_address  # a worker of the cluster it was given
+    finally:
+        server.stop()
+
+
+def lockgate_in(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [LOCKGATE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60
+    )

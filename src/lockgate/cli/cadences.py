@@ -172,6 +172,12 @@ def backfill(ctx: click.Context, name: str, start: str, end: str, as_json: bool)
     default=None,
     help="[default: [executor] in lockgate.toml, else process]",
 )
+@click.option(
+    "--ray-address",
+    default=None,
+    help="The Ray cluster of runs on the ray executor [default: LOCKGATE_RAY_ADDRESS, "
+    "[executor] ray_address, else a Ray instance per run].",
+)
 @click.option("--workers", type=click.IntRange(1, 1024), default=None, help="Per run.")
 @click.option("--poll-interval", type=click.FloatRange(0.05, 3600), default=None)
 @click.option("--drain-timeout", type=click.FloatRange(0, 86_400), default=None)
@@ -189,7 +195,9 @@ def server(ctx: click.Context, /, **overrides: Any) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    workspace = _workspace(ctx)
+    from lockgate.cli.main import _workspace as open_workspace
+
+    workspace = open_workspace(ctx, ray_address=overrides.pop("ray_address"))
     options = options_for(workspace, **overrides)
     errors = _errors()
 
