@@ -9,6 +9,7 @@ records are, and how to open the UI on the results.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from rich.table import Table
 
 from lockgate.demo import runner
 
-out = Console()
+out = Console(soft_wrap=True)  # long lines stay whole in logs and pipes
 err = Console(stderr=True)
 
 
@@ -129,9 +130,11 @@ def _show(summary: dict[str, Any], root: Path) -> None:
         targets = ", ".join(f"{label} {weight:g}%" for label, weight in route["targets"].items())
         out.print(f"route {route['name']}: {targets}")
     out.print(f"reliability records: {root / 'records'}/")
+    here = Path(sys.executable).with_name("lockgate")
+    command = str(here) if here.exists() else "lockgate"
     out.print(
-        f"open the UI on these results:  cd {root} && lockgate server   "
-        "(then http://127.0.0.1:8787/)"
+        f"open the UI on these results:  cd {root} && {command} token create me && "
+        f"{command} server   (then log in at http://127.0.0.1:8787/ with the printed token)"
     )
 
 
