@@ -25,50 +25,14 @@ from lockgate.ports.registry import AliasMove as AliasMove
 from lockgate.ports.registry import Approval as Approval
 from lockgate.ports.registry import GateDecision as GateDecision
 from lockgate.ports.registry import Registration as Registration
+from lockgate.ports.registry import ResolvedVersion as ResolvedVersion
+from lockgate.ports.registry import VersionRecord as VersionRecord
 from lockgate.ports.routes import Feedback, GatewaySample, RouteChange, RouteRecord, RouteTarget
 from lockgate.ports.stats import ModelLineage as ModelLineage
 from lockgate.ports.stats import RunSample as RunSample
 from lockgate.ports.stats import StateCounts as StateCounts
 from lockgate.ports.stats import StatsRows as StatsRows
 from lockgate.ports.stats import TaskSample as TaskSample
-
-
-@dataclass(frozen=True, slots=True)
-class VersionRecord:
-    """One version of a named dataset, model or prompt.
-
-    Attributes:
-        metadata: for models, {"scores": ...} as registered.
-        gated: the version was registered with scores that passed a gate.
-        aliases: registry aliases pointing at this version.
-    """
-
-    kind: str
-    name: str
-    version: int
-    ref: ArtifactRef
-    created_at: float
-    run_id: str | None = None
-    node_id: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    gated: bool | None = None
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def label(self) -> str:
-        """`kind:name@version`."""
-        return f"{self.kind}:{self.name}@{self.version}"
-
-
-@dataclass(frozen=True, slots=True)
-class ResolvedVersion:
-    """A named version a run consumes, resolved when the run was created."""
-
-    kind: str
-    name: str
-    requested: int | None  # None: the latest at run creation
-    version: int
-    ref: ArtifactRef
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,13 @@
-"""Registry records the metadata store reads and writes: gate checks, model
-registrations, alias moves and their audit trail, approvals."""
+"""Registry records the metadata store reads and writes: named versions (and those a run
+pinned), gate checks, model registrations, alias moves and their audit trail, approvals."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from lockgate.ports.artifacts import ArtifactRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +91,41 @@ class Approval:
     by: str
     reason: str | None
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One version of a named dataset, model or prompt.
+
+    Attributes:
+        metadata: for models, {"scores": ...} as registered.
+        gated: the version was registered with scores that passed a gate.
+        aliases: registry aliases pointing at this version.
+    """
+
+    kind: str
+    name: str
+    version: int
+    ref: ArtifactRef
+    created_at: float
+    run_id: str | None = None
+    node_id: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    gated: bool | None = None
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """`kind:name@version`."""
+        return f"{self.kind}:{self.name}@{self.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedVersion:
+    """A named version a run consumes, resolved when the run was created."""
+
+    kind: str
+    name: str
+    requested: int | None  # None: the latest at run creation
+    version: int
+    ref: ArtifactRef
