@@ -307,6 +307,18 @@ def test_predict_needs_a_run_token_unless_open(gateway_for):
     assert live.client.get("/healthz").status_code == 200
 
 
+def test_an_open_gateway_still_wants_a_token_for_what_a_proxy_relays(gateway_for):
+    live = gateway_for()  # [gateway] open = true, bound to 127.0.0.1
+    current = publish(live.workspace, "current")
+    live.set_route("support-bot", [("support-bot", current, 100.0)])
+    assert live.predict("support-bot", {"inputs": [1]}).status_code == 200
+    relayed = {"x-forwarded-for": "203.0.113.9"}
+    assert live.predict("support-bot", {"inputs": [1]}, headers=relayed).status_code == 401
+    runner = tokens.create_token(live.workspace, "runner", "run")
+    with_token = {**relayed, "authorization": f"Bearer {runner}"}
+    assert live.predict("support-bot", {"inputs": [1]}, headers=with_token).status_code == 200
+
+
 def families(live) -> dict:
     text = live.client.get("/metrics").text
     return {f.name: f for f in text_string_to_metric_families(text)}

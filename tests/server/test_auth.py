@@ -91,6 +91,12 @@ def test_open_reads_on_loopback_only(make_api):
     # Bound beyond loopback, open_reads is ignored.
     exposed = make_api(server="open_reads = true\n", host="0.0.0.0")
     assert exposed.client.get("/api/v1/runs").status_code == 401
+    # A reverse proxy on this machine connects from loopback too: what it relays
+    # came from elsewhere, so open_reads does not apply to it.
+    for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP"):
+        relayed = opened.client.get("/api/v1/runs", headers={header: "203.0.113.9"})
+        assert relayed.status_code == 401, header
+        assert opened.client.get("/metrics", headers={header: "203.0.113.9"}).status_code == 401
 
 
 def test_host_header_must_be_local_or_allowed(make_api):

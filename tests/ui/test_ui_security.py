@@ -123,6 +123,9 @@ def test_reads_need_a_login_unless_open_reads(project, start_project):
     assert page.status_code == 200 and 'id="trigger"' not in page.text
     assert "Log in to trigger a run" in page.text
     assert anonymous.get("/ui/runs/rows").status_code == 200
+    # What a reverse proxy on this machine relays came from elsewhere: log in first.
+    relayed = anonymous.get("/pipelines/watched", headers={"Forwarded": "for=203.0.113.9"})
+    assert relayed.status_code == 303 and relayed.headers["location"].startswith("/login")
     # Open reads never open actions: no session, no CSRF token, no run.
     refused = anonymous.post(
         "/pipelines/watched/trigger", data={"csrf": "x"}, headers={"Origin": opened.url}

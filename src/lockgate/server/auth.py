@@ -11,7 +11,9 @@ what it got wrong. In order:
    scope the request needs: `read` for GET, `admin` to promote or roll back a
    model or to shift or roll back a route, `run` for the other writes (401
    without a valid token, 403 with too small a scope). GETs need no token
-   while `[server] open_reads = true` and the server is bound to loopback.
+   while `[server] open_reads = true`, the server is bound to loopback and the
+   request was not relayed by a proxy (no Forwarded / X-Forwarded-For /
+   X-Real-IP header: a proxy on this machine would otherwise open them to all).
    After 10 failed authentications within a second from one client, the
    next get 429.
 3. A body over 1 MiB gets 413; a body sent to `/api/` that is not JSON gets
@@ -39,7 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lockgate.errors import StoreError
 from lockgate.server.problems import problem
-from lockgate.server.state import ServerState
+from lockgate.server.state import ServerState, via_proxy
 from lockgate.service import tokens
 
 log = logging.getLogger("lockgate.server.auth")
@@ -194,7 +196,12 @@ class Guard:
 
     async def _authorize(self, request: Request, needed: str) -> Any:
         client = request.client.host if request.client else "unknown"
-        if "authorization" not in request.headers and needed == "read" and self.state.reads_open:
+        if (
+            "authorization" not in request.headers
+            and needed == "read"
+            and self.state.reads_open
+            and not via_proxy(request.headers)
+        ):
             request.state.caller = Caller("anonymous", ("read",), "open_reads")
             return None
         if self.limiter.blocked(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,20 @@ class ServerState:
             ),
             "uptime_s": round(time.time() - self.started_at, 3),
         }
+
+
+#: Headers a reverse proxy adds; their presence means the request came from elsewhere.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+
+
+def via_proxy(headers: Mapping[str, str]) -> bool:
+    """Whether a request was relayed by a proxy (so its loopback peer says nothing about it).
+
+    A reverse proxy on the same machine connects from 127.0.0.1: without this
+    check, `open_reads` and `[gateway] open` would open the API to whoever
+    reaches the proxy.
+    """
+    return any(name in headers for name in PROXY_HEADERS)
 
 
 def is_loopback(host: str) -> bool:

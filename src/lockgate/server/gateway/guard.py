@@ -9,7 +9,8 @@ from its pieces, on the gateway's paths:
    `GET /v1/...` and `/metrics` need `read`. 401 without a valid token, 403
    with too small a scope, 429 after 10 failures a second from one client.
    `[gateway] open = true` lifts the token requirement, and is honoured only
-   while the gateway is bound to loopback. `/healthz` needs no token. A
+   while the gateway is bound to loopback and for requests no proxy relayed
+   (no Forwarded / X-Forwarded-For / X-Real-IP header). `/healthz` needs no token. A
    verified token is remembered for `TOKEN_TTL` seconds, so a revoked token
    stops working within that time.
 3. A body over `MAX_BODY` (1 MiB) gets 413; a POST whose body is not JSON
@@ -39,7 +40,7 @@ from lockgate.server.auth import (
     ipaddress_unspecified,
 )
 from lockgate.server.problems import problem
-from lockgate.server.state import is_loopback
+from lockgate.server.state import is_loopback, via_proxy
 from lockgate.service import tokens
 from lockgate.service.compose import Workspace
 
@@ -117,7 +118,7 @@ class GatewayGuard:
         return None
 
     async def _authorize(self, request: Request, needed: str) -> Any:
-        if self.open and "authorization" not in request.headers:
+        if self.open and "authorization" not in request.headers and not via_proxy(request.headers):
             request.state.caller = Caller("anonymous", ("run",), "open")
             return None
         client = request.client.host if request.client else "unknown"

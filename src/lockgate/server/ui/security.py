@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
-from lockgate.server.state import ServerState, is_loopback
+from lockgate.server.state import ServerState, is_loopback, via_proxy
 
 COOKIE = "lockgate_session"
 #: A session lasts this long after login.
@@ -190,10 +190,10 @@ def open_reads(state: ServerState, request: Request) -> bool:
     """Whether pages may be read without logging in.
 
     Only when `[server] open_reads = true`, the server is bound to loopback,
-    and the reader connects from loopback.
+    and the reader connects from loopback, not through a proxy.
     """
     client = request.client.host if request.client else None
-    return state.reads_open and loopback(client)
+    return state.reads_open and loopback(client) and not via_proxy(request.headers)
 
 
 def add_headers(response: Response) -> None:
