@@ -557,6 +557,55 @@ def artifacts_get(ctx: click.Context, key: str, output: Path | None) -> None:
         err.print(f"wrote {len(data)} bytes ({record.ref.serializer}) to {output}")
 
 
+@artifacts.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def artifacts_verify(ctx: click.Context, as_json: bool) -> None:
+    """Re-hash every recorded artifact; list each corrupted or missing one with its producer.
+
+    Blobs are re-read from the artifact store, small artifacts from the
+    database. Exits 1 if any artifact does not match its hash; re-running
+    the run that produced it writes it again.
+    """
+    from rich.progress import Progress
+
+    from lockgate.service import artifacts as artifact_service
+
+    workspace = _workspace(ctx)
+    with Progress(console=err, transient=True, disable=as_json or not err.is_terminal) as bar:
+        task = bar.add_task("verifying artifacts", total=None)
+        result = artifact_service.verify_artifacts(
+            workspace, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    if as_json:
+        _json(
+            {
+                "checked": result.checked,
+                "ok": result.ok,
+                "unrecorded_blobs": result.unrecorded,
+                "problems": [
+                    {
+                        "uri": p.uri,
+                        "problem": p.kind,
+                        "detail": p.detail,
+                        "produced_by": list(p.produced_by),
+                    }
+                    for p in result.problems
+                ],
+            }
+        )
+    else:
+        for problem in result.problems:
+            producers = ", ".join(problem.produced_by) or "no recorded producer"
+            out.print(f"[red]{problem.kind}[/] {problem.uri} ({producers})", soft_wrap=True)
+        verdict = "[green]ok[/]" if result.ok else f"[red]{len(result.problems)} bad[/]"
+        out.print(
+            f"{result.checked} artifact(s) checked: {verdict}; "
+            f"{result.unrecorded} blob(s) no record names"
+        )
+    ctx.exit(0 if result.ok else 1)
+
+
 @cli.group()
 def db() -> None:
     """Manage the metadata database."""

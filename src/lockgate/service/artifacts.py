@@ -1,10 +1,12 @@
-"""Artifact use cases: list, describe (with lineage) and fetch verified bytes."""
+"""Artifact use cases: list, describe (with lineage), fetch verified bytes, verify them all."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from lockgate.errors import ArtifactNotFoundError
+from lockgate.errors import ArtifactCorrupted, ArtifactNotFoundError
 from lockgate.ports.metadata import ArtifactRecord
 from lockgate.service.compose import Workspace
 from lockgate.service.views import artifact_view
@@ -51,3 +53,63 @@ def artifact_bytes(workspace: Workspace, key: str) -> tuple[ArtifactRecord, byte
     """The artifact's serialized bytes, verified against its hash (never deserialized)."""
     record = find_artifact(workspace, key)
     return record, workspace.artifacts.read_bytes(record.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One recorded artifact that cannot be read back as it was written."""
+
+    uri: str
+    kind: str  # "corrupted" or "missing"
+    detail: str
+    produced_by: tuple[str, ...]  # "run-id node[i]"
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    """What `verify_artifacts` found."""
+
+    checked: int
+    problems: tuple[Problem, ...]
+    unrecorded: int  # blobs no record names (a crashed attempt's, or another installation's)
+
+    @property
+    def ok(self) -> bool:
+        """True when every recorded artifact hashed to its name."""
+        return not self.problems
+
+
+def verify_artifacts(
+    workspace: Workspace, *, on_progress: Callable[[int, int], None] | None = None
+) -> Verification:
+    """Re-hash every recorded artifact (blobs in the store, inline bytes in the database).
+
+    Args:
+        workspace: the installation to check.
+        on_progress: called with (done, total) after each artifact.
+    """
+    store = workspace.artifacts
+    records = workspace.metadata.list_artifacts(limit=2**62)
+    problems = []
+    for done, record in enumerate(records, 1):
+        ref = record.ref
+        try:
+            if record.stored == "inline":
+                # Listings leave the bytes out; the full record carries them.
+                full = workspace.metadata.get_artifact(ref.sha256)
+                store.read_bytes(full.ref if full is not None else ref)  # checks the hash
+            else:
+                store.verify(ref.sha256)
+        except (ArtifactCorrupted, ArtifactNotFoundError) as exc:
+            kind = "missing" if isinstance(exc, ArtifactNotFoundError) else "corrupted"
+            producers = tuple(
+                f"{e.run_id} {e.node_id}" + (f"[{e.map_index}]" if e.map_index is not None else "")
+                for e in workspace.metadata.lineage(ref.sha256)
+                if e.direction == "produced"
+            )
+            problems.append(Problem(ref.uri, kind, str(exc), producers))
+        if on_progress is not None:
+            on_progress(done, len(records))
+    recorded = {r.ref.sha256 for r in records}
+    unrecorded = sum(1 for sha256 in store.blobs() if sha256 not in recorded)
+    return Verification(len(records), tuple(problems), unrecorded)
