@@ -94,6 +94,19 @@ def test_finished_follow_stream_replays_the_output_then_ends(api):
     assert response.headers["content-type"].startswith("text/event-stream")
     assert "event: log" in response.text and '"text": "preparing 4 rows\\n"' in response.text
     assert response.text.rstrip().endswith('event: end\ndata: {"status": "succeeded"}')
+    # Every event matches the event schema the OpenAPI document gives for the stream.
+    import jsonschema
+
+    document = api.get("/api/v1/openapi.json").json()
+    operation = document["paths"]["/api/v1/runs/{run_id}/logs/stream"]["get"]
+    schema = operation["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    events = [
+        dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        for block in response.text.strip().split("\n\n")
+    ]
+    assert [e["event"] for e in events][-1] == "end" and len(events) > 1
+    for event in events:
+        jsonschema.validate(event, schema)
 
 
 def test_cancel_and_resume_through_the_queue(api):

@@ -45,10 +45,21 @@ def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -
     return PlainTextResponse("".join(p if p.endswith("\n") else p + "\n" for p in parts))
 
 
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["log", "end"]},
+        "data": {"type": "string", "description": "JSON: {node, attempt, text} or {status}"},
+    },
+    "required": ["event", "data"],
+}
+
+
 @router.get(
     "/{run_id}/logs/stream",
     response_model=None,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    # The schema of one server-sent event, as clients (and schemathesis) parse it.
+    responses={200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}},
 )
 def follow_logs(
     run_id: str, state: State, node: Node = None, attempt: Number = None
