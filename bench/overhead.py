@@ -27,7 +27,6 @@ Every figure is the median of --repeat runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import statistics
@@ -39,6 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from results_file import write_rows
 
 import lockgate as lg
 from lockgate.service.compose import Workspace
@@ -280,18 +280,7 @@ def main() -> None:
     row("import lockgate", f"{median(import_time, repeat) * 1000:.0f} ms")
     rss = coordinator_peak_rss_mb(args.rss_tasks)
     row(f"coordinator peak RSS, fan-out of {args.rss_tasks:,} (process)", f"{rss:.0f} MB")
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "overhead.json").write_text(
-        json.dumps(
-            {
-                "tasks": n,
-                "repeat": repeat,
-                "rows": [dict(zip(("measure", "value", "note"), r, strict=True)) for r in rows],
-            },
-            indent=2,
-        )
-    )
+    write_rows("overhead", rows, tasks=n, repeat=repeat)
 
 
 if __name__ == "__main__":

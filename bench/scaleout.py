@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_file import write_rows
 
 import lockgate as lg
 from lockgate.service.compose import Workspace
@@ -198,18 +199,7 @@ def main() -> None:
         ratio = f"{seconds / baseline:.2f}x the hand-off by hand (first run: {first:.2f} s)"
         row(f"[{executor}] 1 GiB between two tasks", f"{seconds:.2f} s", ratio)
         row(f"[{executor}] coordinator peak RSS during it", f"{rss:.0f} MB", "array: 1024 MB")
-    results = Path(__file__).parent / "results"
-    results.mkdir(exist_ok=True)
-    (results / "scaleout.json").write_text(
-        json.dumps(
-            {
-                "tasks": n,
-                "repeat": repeat,
-                "rows": [dict(zip(("measure", "value", "note"), r, strict=True)) for r in rows],
-            },
-            indent=2,
-        )
-    )
+    write_rows("scaleout", rows, tasks=n, repeat=repeat)
 
 
 if __name__ == "__main__":

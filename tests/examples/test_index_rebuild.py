@@ -10,8 +10,8 @@ spares the test nightly_eval's evaluation of 120 answers per day.
 
 from __future__ import annotations
 
-import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,6 @@ from lockgate.service.lineage import resolve_artifact, walk
 from lockgate.service.loader import load_module, load_pipeline
 from lockgate.service.project import parse
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 
 FEED = '''
 """Stands in for the nightly_eval example: one day of transcripts as a dataset version."""
@@ -45,26 +44,17 @@ def land_transcripts(day: str = "2026-11-24"):
 
 
 @pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_copy: Callable[[str], Path]
+) -> Path:
     """Copies of the index_rebuild and nightly_eval examples; the project is index_rebuild's.
 
     Its lockgate.toml lists nightly_eval's pipelines too, as the example ships it.
     """
-    for name in ("index_rebuild", "nightly_eval"):
-        shutil.copytree(
-            EXAMPLES / name, tmp_path / name, ignore=shutil.ignore_patterns(".lockgate")
-        )
+    example_copy("nightly_eval")
+    root = example_copy("index_rebuild")  # the working directory from here on
     (tmp_path / "feed.py").write_text(FEED)
-    root = tmp_path / "index_rebuild"
     monkeypatch.setenv("LOCKGATE_CONFIG", str(root / "lockgate.toml"))
-    for name in (
-        "LOCKGATE_HOME",
-        "LOCKGATE_DB_URL",
-        "LOCKGATE_ARTIFACT_ROOT",
-        "LOCKGATE_LOGS_ROOT",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(root)
     return root
 
 
