@@ -27,7 +27,6 @@ from lockgate.service.lineage import resolve_artifact, walk
 from lockgate.service.loader import load_module, load_pipeline
 from lockgate.service.project import parse
 
-
 FEED = '''
 """Stands in for the nightly_eval example: one day of transcripts as a dataset version."""
 import lockgate as lg
