@@ -23,6 +23,7 @@ PUBLIC = [
     "RetryPolicy",
     "RunResult",
     "RunState",
+    "Secret",
     "Settings",
     "Task",
     "TaskContext",

@@ -27,6 +27,7 @@ from lockgate.model.graph import Graph, Node
 from lockgate.model.pipeline import Pipeline, pipeline
 from lockgate.model.policy import CachePolicy, RetryPolicy
 from lockgate.model.schedules import on_message, on_new_version
+from lockgate.model.secrets import Secret
 from lockgate.model.states import AttemptState, RunState, TaskState
 from lockgate.model.system import approval, canary, gate, promote, register
 from lockgate.model.task import Task, task
@@ -91,6 +92,7 @@ __all__ = [
     "RetryPolicy",
     "RunResult",
     "RunState",
+    "Secret",
     "Settings",
     "Task",
     "TaskContext",

@@ -15,10 +15,12 @@ place without a lookup table.
     │   └── UnserializableOutputError   a task returned something lockgate cannot store
     ├── UsageError                      exit 2: fix the command line
     │   ├── ParameterError              (also ValueError) unknown, missing or unparsable -p
+    │   │   └── SecretUnavailableError  a secret parameter's value was never stored; pass it again
     │   ├── PipelineNotFoundError       PATH:PIPELINE does not resolve
     │   ├── VersionNotFoundError        a dataset/model/prompt version does not exist
     │   └── RunStateError               the run is in a state that does not allow this
     ├── ConfigError                     exit 2
+    │   └── SecretNotSetError           an `env:VAR` secret's variable is unset where it is read
     ├── StoreError                      exit 1
     │   ├── MetadataError
     │   │   ├── SchemaVersionError
@@ -94,6 +96,8 @@ __all__ = [
     "RunNotFoundError",
     "RunStateError",
     "SchemaVersionError",
+    "SecretNotSetError",
+    "SecretUnavailableError",
     "ServingError",
     "SharedStoreRequiredError",
     "StoreError",
@@ -167,6 +171,15 @@ class ParameterError(UsageError, ValueError):
     """A pipeline parameter is unknown, missing, or does not parse to its type."""
 
 
+class SecretUnavailableError(ParameterError):
+    """A secret parameter's value is needed again but was never stored (resume, server launch).
+
+    lockgate records `<secret>` in place of a secret given as a literal value,
+    so a run that is resumed or launched later needs the value passed again,
+    or an `env:VAR` reference from the start.
+    """
+
+
 class PipelineNotFoundError(UsageError):
     """A `PATH:PIPELINE` reference does not resolve to a pipeline."""
 
@@ -183,6 +196,10 @@ class ConfigError(LockgateError):
     """Settings (environment, config file) are invalid."""
 
     exit_code = 2
+
+
+class SecretNotSetError(ConfigError):
+    """An `env:VAR` secret names an environment variable that is unset or empty where it is read."""
 
 
 # --- stores ----------------------------------------------------------------

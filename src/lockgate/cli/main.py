@@ -271,12 +271,22 @@ def run(
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A secret parameter's value, needed again when the run was started with a "
+    "literal one (lockgate never stores it). Other parameters keep their values.",
+)
 @_executor_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object at the end.")
 @click.pass_context
 def resume(
     ctx: click.Context,
     run_id: str,
+    params: tuple[str, ...],
     executor: str | None,
     ray_address: str | None,
     workers: int | None,
@@ -289,6 +299,7 @@ def resume(
     with their attempt numbers continuing. The run's history records that it was
     resumed from the CLI. The pipeline's code must be the version the run used.
     """
+    from lockgate.model.params import parse_assignments
     from lockgate.service.lifecycle import resume_run
 
     workspace = _workspace(ctx, ray_address=ray_address)
@@ -302,6 +313,7 @@ def resume(
         executor=executor,
         workers=workers,
         no_cache=no_cache,
+        secrets=parse_assignments(record.pipeline, params),
     )
     _drive(ctx, workspace, record.pipeline, nodes, again, as_json)
 

@@ -1,7 +1,8 @@
 """Cache keys: what a task run's result depends on, hashed, and how two differ.
 
 The key covers the task's code version, every input artifact's hash (and
-item index, for a map item) and every literal or parameter argument. The
+item index, for a map item) and every literal or parameter argument (a
+secret parameter by its stored form: `env:VAR` or `<secret>`). The
 inputs are kept as canonical JSON next to the key, so `lockgate explain` can
 say which part changed when a key did not match.
 """
@@ -14,6 +15,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from lockgate.model.secrets import Secret
 from lockgate.model.task import Task
 from lockgate.ports.executor import Load
 
@@ -24,6 +26,11 @@ def _component(value: Any) -> Any:
         if value.index is not None:
             part["$item"] = value.index
         return part
+    if isinstance(value, Secret):
+        # The stored form, never the value: cache inputs are recorded. So a
+        # different literal of one secret parameter still hits the cache: a
+        # secret is treated as a credential, not as data a result depends on.
+        return {"$secret": value.stored}
     if isinstance(value, list | tuple):
         return [_component(item) for item in value]
     if isinstance(value, dict):

@@ -5,6 +5,9 @@ it redirects Python's `sys.stdout`/`sys.stderr` and adds a logging handler
 for the duration of one attempt. Output written by C extensions or child
 processes straight to file descriptors is not captured here; the process
 executor redirects the descriptors themselves.
+
+`scrub` masks the values of an attempt's secret parameters in its captured
+output once the attempt returned (both executors call it).
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from lockgate.model.secrets import revealed_values
 from lockgate.ports.executor import Invocation
 from lockgate.ports.logs import log_relpath
 
@@ -29,6 +34,35 @@ def log_path(logs_root: str, invocation: Invocation) -> Path:
         invocation.run_id, invocation.node_id, invocation.map_index, invocation.attempt
     )
     return Path(logs_root, relative)
+
+
+def scrub(
+    path: str | Path, values: tuple[str, ...], start: int = 0, end: int | None = None
+) -> None:
+    """Overwrite each of `values` in bytes [start, end) of the file `path` with `*`s.
+
+    In place and of the same length, because a process worker's log holds
+    every attempt it ran and the byte ranges of the others must stay valid.
+    A missing file (nothing was printed) is fine.
+    """
+    if not values:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return
+    try:
+        stop = os.fstat(fd).st_size if end is None else end
+        data = os.pread(fd, stop - start, start)
+        masked = data
+        for value in values:
+            raw = value.encode("utf-8")
+            masked = masked.replace(raw, b"*" * len(raw))
+        if masked != data:
+            os.pwrite(fd, masked, start)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class LazyLog(io.TextIOBase):
@@ -125,6 +159,8 @@ class Capture:
             finally:
                 sys.stdout, sys.stderr = saved
                 self._stream = None
+        values = revealed_values((invocation.args, dict(invocation.kwargs)))
+        scrub(log_path(root, invocation), values)
 
     def close(self) -> None:
         """Remove the handler."""

@@ -3,6 +3,12 @@
 This is the only place user code runs. Inputs are loaded by hash from the
 artifact store (verified; trusted because this installation produced them),
 the output goes back to the store, and only a ref is returned.
+
+Secret parameters (`lg.Secret`) are revealed here once before the call, so
+an `env:VAR` that is unset in this process fails the attempt with a message
+naming the parameter and the variable; their values are replaced by
+`<redacted>` in the error a failed attempt reports, and a task may not
+return a `Secret` (its value would be stored with the output).
 """
 
 from __future__ import annotations
@@ -12,8 +18,14 @@ import traceback
 from typing import Any
 
 from lockgate import failpoints
-from lockgate.errors import ArtifactError, UnserializableOutputError
+from lockgate.errors import (
+    ArtifactError,
+    SecretNotSetError,
+    SecretUnavailableError,
+    UnserializableOutputError,
+)
 from lockgate.model.context import TaskContext, enter, idempotency_key, leave
+from lockgate.model.secrets import redact, revealed_values, secrets_in
 from lockgate.model.versions import Named
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import ErrorInfo, Invocation, Load, NamedOutput, Outcome
@@ -61,6 +73,19 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
             )
         )
 
+    secrets = tuple(secrets_in((invocation.args, dict(invocation.kwargs))))
+    scrub: tuple[str, ...] = ()
+    if secrets:
+        try:
+            for secret in secrets:
+                secret.reveal()
+        except (SecretNotSetError, SecretUnavailableError) as exc:
+            # Retrying in the same environment cannot help: not retryable.
+            return failed(
+                ErrorInfo(_qualname(exc), f"cannot run {where}: {exc}", "", retryable=False)
+            )
+        scrub = revealed_values(secrets)
+
     failpoints.hit("task.before_start", invocation.label)
     token = enter(
         TaskContext(
@@ -78,7 +103,8 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
         value = invocation.task.fn(*args, **kwargs)
     except (Exception, SystemExit) as exc:
         retryable = isinstance(exc, invocation.task.spec.retry.retry_on)
-        return failed(ErrorInfo(_qualname(exc), str(exc), traceback.format_exc(), retryable))
+        message, trace = redact(str(exc), scrub), redact(traceback.format_exc(), scrub)
+        return failed(ErrorInfo(_qualname(exc), message, trace, retryable))
     finally:
         leave(token)
 
@@ -86,6 +112,16 @@ def execute(invocation: Invocation, store: ArtifactStore) -> Outcome:
     if isinstance(value, Named):
         named = NamedOutput(value.kind, value.name, dict(value.metadata))
         value = value.value
+    if secrets and any(True for _ in secrets_in(value)):
+        return failed(
+            ErrorInfo(
+                "lockgate.errors.UnserializableOutputError",
+                f"{where} returned a lg.Secret: lockgate never stores a secret's value; "
+                "return what the task computed with it instead",
+                "",
+                retryable=False,
+            )
+        )
     try:
         ref = store.put(value, what=f"output of {where}")
     except UnserializableOutputError as exc:

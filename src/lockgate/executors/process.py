@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any, cast
 
+from lockgate.executors.capture import scrub
 from lockgate.executors.channel import Init, Job, TaskShipper, WorkerChannel, exit_message
+from lockgate.model.secrets import revealed_values
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import (
     ErrorInfo,
@@ -347,6 +349,11 @@ class ProcessExecutor:
         self._workers.remove(worker)
         job = worker.job
         if job is not None:
+            if job.log is not None:
+                # A killed worker could not mask its attempt's secrets; the
+                # attempt's output runs to the end of the dead worker's log.
+                values = revealed_values((job.invocation.args, dict(job.invocation.kwargs)))
+                scrub(job.log.path, values, job.log.start)
             self._finish(job, self._death_outcome(worker, job, returncode))
         elif not worker.channel.ready and worker.ending is None and not self._closed:
             detail = exit_message(returncode, None)

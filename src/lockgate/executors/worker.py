@@ -13,7 +13,8 @@ processes land there; each attempt's output is the byte range reported with
 it (`LogSpan`). Per job, and undone afterwards: an address-space limit
 applies when the task declares `resources={"memory": ...}`; SIGTERM
 interrupts user code with SystemExit so its `finally` blocks run before the
-worker exits.
+worker exits. After each attempt, the values of its secret parameters are
+masked in its byte range of the log (same length, in place).
 
 Invariants:
 - The worker never runs two jobs at once and never outlives its coordinator
@@ -40,9 +41,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from types import FrameType
 
-from lockgate.executors.capture import LOG_FORMAT
+from lockgate.executors.capture import LOG_FORMAT, scrub
 from lockgate.executors.channel import STOP, Init, Job, dumps, loads
 from lockgate.executors.invoke import execute
+from lockgate.model.secrets import revealed_values
 from lockgate.model.task import Task
 from lockgate.ports.artifacts import ArtifactStore
 from lockgate.ports.executor import ErrorInfo, LogSpan, Outcome
@@ -240,7 +242,10 @@ class _Worker:
             finally:
                 _in_job = False
             if span is not None and self.capture is not None:
-                outcome = replace(outcome, log=self.capture.end(span))
+                log = self.capture.end(span)
+                values = revealed_values((invocation.args, dict(invocation.kwargs)))
+                scrub(log.path, values, log.start, log.end)
+                outcome = replace(outcome, log=log)
         except Exception as exc:
             return Outcome(
                 job.key,

@@ -2,8 +2,13 @@
 
 A parameter's type comes from its annotation, or from its default when there is
 none. Supported: str, int, float, bool, date, datetime, list, dict (as JSON),
-Optional[...] of those. Values are stored as JSON and turned back into their
-type when a run hands them to a task.
+`lg.Secret`, Optional[...] of those. Values are stored as JSON and turned back
+into their type when a run hands them to a task.
+
+A `lg.Secret` parameter takes a string (the value, or `env:VAR`) and reaches
+tasks as a `Secret`; what a run stores is `Secret.stored` (the reference, or
+the marker `<secret>`), so its value never reaches the database, and messages
+here never quote it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lockgate.errors import DefinitionError, ParameterError
+from lockgate.model.secrets import Secret
 
 _MISSING = inspect.Parameter.empty
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -31,7 +37,7 @@ class ParamSpec:
     """One pipeline parameter."""
 
     name: str
-    kind: str  # str | int | float | bool | date | datetime | json | any
+    kind: str  # str | int | float | bool | date | datetime | json | any | secret
     optional: bool
     default: Any = _MISSING
 
@@ -51,6 +57,8 @@ class ParamSpec:
         """Parse a command-line string into this parameter's type."""
         if self.optional and raw.strip().lower() in ("none", "null"):
             return None
+        if self.kind == "secret":
+            return Secret(raw, owner=self._owner(pipeline))
         try:
             return _PARSERS[self.kind](raw)
         except (ValueError, TypeError) as exc:
@@ -63,12 +71,16 @@ class ParamSpec:
         """Check a Python value for this parameter; parse it if given as a string."""
         if value is None and self.optional:
             return value
+        if self.kind == "secret":
+            if isinstance(value, Secret):
+                return value
+            return Secret(value, owner=self._owner(pipeline))
         if isinstance(value, str) and self.kind not in ("str", "any"):
             return self.parse(pipeline, value)
         ok = {
             "str": lambda v: isinstance(v, str),
             "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-            "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+            "float": _is_finite_number,
             "bool": lambda v: isinstance(v, bool),
             "date": lambda v: isinstance(v, dt.date) and not isinstance(v, dt.datetime),
             "datetime": lambda v: isinstance(v, dt.datetime),
@@ -82,8 +94,13 @@ class ParamSpec:
             )
         return float(value) if self.kind == "float" else value
 
+    def _owner(self, pipeline: str) -> str:
+        return f"secret parameter {self.name!r} of pipeline {pipeline!r}"
+
     def to_json(self, value: Any) -> Any:
-        """The JSON form stored with the run."""
+        """The JSON form stored with the run (for a secret: its reference or `<secret>`)."""
+        if isinstance(value, Secret):
+            return value.stored
         if isinstance(value, dt.date):
             return value.isoformat()
         return value
@@ -92,6 +109,8 @@ class ParamSpec:
         """Inverse of `to_json`."""
         if value is None:
             return None
+        if self.kind == "secret":
+            return Secret.from_stored(str(value), owner=f"secret parameter {self.name!r}")
         if self.kind == "date":
             return dt.date.fromisoformat(value)
         if self.kind == "datetime":
@@ -116,7 +135,20 @@ def _parse_float(raw: str) -> float:
 
 
 def _parse_json(raw: str) -> Any:
-    return json.loads(raw)
+    return json.loads(raw, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _parse_any(raw: str) -> Any:
@@ -145,6 +177,7 @@ _EXAMPLES = {
     "datetime": "2026-11-25T02:00:00+00:00",
     "json": "'[1, 2]'",
     "any": "value",
+    "secret": "env:API_KEY",
 }
 _KINDS: dict[Any, str] = {
     str: "str",
@@ -156,6 +189,7 @@ _KINDS: dict[Any, str] = {
     list: "json",
     dict: "json",
     tuple: "json",
+    Secret: "secret",
 }
 
 
@@ -200,7 +234,13 @@ def read_params(fn: Callable[..., Any], pipeline: str) -> tuple[ParamSpec, ...]:
                 "parameter (no *args, **kwargs or positional-only), so runs can pass it by name"
             )
         kind, optional = _kind_of(hints.get(param.name, _MISSING), param.default)
-        spec = ParamSpec(param.name, kind, optional, param.default)
+        default = param.default
+        if kind == "secret" and default is not _MISSING and default is not None:
+            try:
+                default = ParamSpec(param.name, kind, optional).coerce(pipeline, default)
+            except ParameterError as exc:
+                raise DefinitionError(f"the default of {exc}") from None
+        spec = ParamSpec(param.name, kind, optional, default)
         if (
             not spec.required
             and spec.default is not None
@@ -210,6 +250,15 @@ def read_params(fn: Callable[..., Any], pipeline: str) -> tuple[ParamSpec, ...]:
                 f"pipeline {pipeline!r}: the default of parameter {param.name!r} "
                 f"({spec.default!r}) must be JSON-like so runs can store it"
             )
+        if not spec.required and spec.default is not None and kind not in ("any", "secret"):
+            try:
+                spec.coerce(pipeline, spec.default)
+            except ParameterError:
+                raise DefinitionError(
+                    f"pipeline {pipeline!r}: the default of parameter {param.name!r} "
+                    f"({spec.default!r}) is not a {spec.kind}, its annotated type; "
+                    "fix the default or the annotation"
+                ) from None
         specs.append(spec)
     return tuple(specs)
 
@@ -251,7 +300,7 @@ def bind_params(
     unknown = [name for name in given if name not in by_name]
     if unknown:
         name = unknown[0]
-        close = difflib.get_close_matches(name, list(by_name), n=1)
+        close = difflib.get_close_matches(str(name), list(by_name), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         known = ", ".join(s.describe() for s in specs) or "none"
         raise ParameterError(
@@ -277,3 +326,17 @@ def bind_params(
             f"Pass them, e.g. {flags}"
         )
     return values
+
+
+def literal_secrets(values: Mapping[str, Any]) -> list[str]:
+    """Names of the secret parameters in `values` given as literals (not `env:VAR`).
+
+    Their values live only in the memory of the process that started the run;
+    whatever reads the run's parameters back from the database gets `<secret>`.
+    """
+    return [n for n, v in values.items() if isinstance(v, Secret) and v.reference is None]
+
+
+def unavailable_secrets(values: Mapping[str, Any]) -> list[str]:
+    """Names of the secret parameters in `values` whose literal value was not kept."""
+    return [n for n, v in values.items() if isinstance(v, Secret) and not v.available]

@@ -17,19 +17,20 @@
 
 Secrets (`url`, `routing_key`) may be written `env:VAR`, read from the
 environment only when a delivery is sent; either way they are never shown:
-`repr`, errors and recorded delivery errors print `env:VAR` or `<redacted>`.
+`repr`, errors and recorded delivery errors print `env:VAR` or `<redacted>`
+(they are `lockgate.Secret`s, the type of secret pipeline parameters).
 Errors name the file and line of the offending key.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lockgate.errors import ConfigError
+from lockgate.errors import ConfigError, ParameterError
+from lockgate.model.secrets import Secret
 from lockgate.model.units import parse_duration
 
 #: The events a rule can fire on.
@@ -61,35 +62,6 @@ _KEYS = {
     "rate_window",
     "severity",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Secret:
-    """A secret from the config: literal, or `env:VAR` read when used. Never printed."""
-
-    source: str
-
-    def __repr__(self) -> str:
-        return repr(self.source) if self.source.startswith("env:") else "'<redacted>'"
-
-    __str__ = __repr__
-
-    def reveal(self, env: Mapping[str, str] | None = None) -> str:
-        """The secret's value.
-
-        Raises:
-            ConfigError: an `env:VAR` secret whose variable is unset or empty.
-        """
-        if not self.source.startswith("env:"):
-            return self.source
-        name = self.source[4:]
-        value = (os.environ if env is None else env).get(name)
-        if not value:
-            raise ConfigError(
-                f"environment variable {name} (named by an [[alerts]] secret) is not set; "
-                "set it where the server or CLI runs"
-            )
-        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +161,10 @@ def _rule(place: _Place, index: int, table: Mapping[str, Any]) -> AlertRule:
         if key in table:
             if not isinstance(table[key], str) or not table[key]:
                 raise fail(key, "must be a non-empty string (or 'env:VARIABLE')")
-            values[key] = Secret(table[key])
+            try:
+                values[key] = Secret(table[key], owner="an [[alerts]] secret")
+            except ParameterError as exc:
+                raise fail(key, str(exc)) from None
     if "command" in table:
         values["command"] = _strings(table["command"], lambda m: fail("command", m))
     for key in ("timeout", "backoff", "rate_window"):
@@ -223,7 +198,8 @@ def _needs(notifier: str, values: Mapping[str, Any], fail: Any) -> None:
     if notifier == "command" and not values.get("command"):
         raise fail("notifier", "notifier 'command' needs command = ['program', 'arg', ...]")
     url = values.get("url")
-    if url is not None and not url.source.startswith(("env:", "http://", "https://")):
+    literal = url.reveal() if url is not None and url.reference is None else None
+    if literal is not None and not literal.startswith(("http://", "https://")):
         raise fail("url", "must start with http:// or https:// (or be 'env:VAR')")
 
 

@@ -1,7 +1,10 @@
 """Queue a run for `lockgate server` to launch: the one path every trigger takes.
 
 Schedule ticks, backfills, data sensors, messages and the HTTP API all call
-`enqueue`. A trigger key makes it idempotent: the database's unique key on
+`enqueue`. A queued run is driven later by another process that reads its
+parameters back from the database, so a secret parameter must be an
+`env:VAR` reference here: a literal value would not be there to read.
+A trigger key makes it idempotent: the database's unique key on
 (pipeline, trigger key) lets exactly one of several racing servers create
 the run, and the others get the existing run back.
 """
@@ -17,7 +20,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from lockgate.engine.coordinator import Coordinator, RunSpec
-from lockgate.errors import RunExistsError
+from lockgate.errors import ParameterError, RunExistsError
+from lockgate.model.params import literal_secrets
 from lockgate.model.pipeline import Pipeline
 from lockgate.model.states import Trigger
 from lockgate.service.compose import Workspace
@@ -63,7 +67,8 @@ def enqueue(
         pipeline_ref: how the launcher loads the code (default: where it was defined).
 
     Raises:
-        ParameterError: unknown, missing or mistyped parameters.
+        ParameterError: unknown, missing or mistyped parameters, or a secret
+            parameter given as a literal value instead of `env:VAR`.
         VersionNotFoundError: a referenced version does not exist.
         ConfigError: a task uses a pool that is not configured.
     """
@@ -79,6 +84,16 @@ def enqueue(
                 pipeline, logical_date, declared[LOGICAL_DATE].kind
             )
     bound = pipeline.bind(values)
+    literals = literal_secrets(bound)
+    if literals:
+        name = literals[0]
+        raise ParameterError(
+            f"secret parameter {name!r} of pipeline {pipeline.name!r} was given a literal "
+            "value, but this run is queued for lockgate server, which reads a run's "
+            "parameters from the database, where a secret's value is never stored. Pass a "
+            f"reference to an environment variable set where the server runs (for example "
+            f"{name}=env:{name.upper()})"
+        )
     try:
         source = inspect.getsourcefile(pipeline.fn)
     except TypeError:

@@ -35,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 
 from lockgate.errors import LockgateError, RunStateError
+from lockgate.model.params import unavailable_secrets
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.metadata import RunRecord
 from lockgate.service.compose import Workspace
@@ -331,6 +332,20 @@ def drive_claimed(
         fail_run(workspace, record.id, f"cannot load the run's pipeline: {exc}")
         return store.get_run(record.id)
     params = pipeline.params_from_json(record.params)
+    missing = unavailable_secrets(params)
+    if missing:
+        # An orphan started with a literal secret (lockgate run, lg.run): its
+        # value died with its coordinator. Failed, it can be resumed by hand.
+        names = ", ".join(repr(n) for n in missing)
+        flags = " ".join(f"-p {n}=..." for n in missing)
+        fail_run(
+            workspace,
+            record.id,
+            f"secret parameter(s) {names} were given as literal values, which lockgate "
+            f"never stores, so a server cannot drive this run; resume it with "
+            f"`lockgate resume {record.id} {flags}`",
+        )
+        return store.get_run(record.id)
     records = store.task_runs(record.id)
 
     def stop(signum: int, _frame: FrameType | None) -> None:

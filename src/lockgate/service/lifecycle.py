@@ -5,18 +5,31 @@ Resume takes a run over in one transaction (see `MetadataStore.resume_run`)
 and drives what did not commit; nodes with a committed result are never
 executed again. A run is orphaned when it claims to be running but its
 coordinator's heartbeat is older than `LOCKGATE_HEARTBEAT_TIMEOUT`.
+
+A run started with a literal value for a secret parameter recorded only
+`<secret>`: resuming it needs the value again (`lockgate resume RUN -p
+NAME=VALUE`), and a server cannot resume it at all.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from lockgate.engine.coordinator import format_age
 from lockgate.engine.listener import RunListener
-from lockgate.errors import LockgateError, NodeNotFoundError, RunStateError
+from lockgate.errors import (
+    LockgateError,
+    NodeNotFoundError,
+    ParameterError,
+    RunStateError,
+    SecretUnavailableError,
+)
+from lockgate.model.params import unavailable_secrets
 from lockgate.model.pipeline import Pipeline
+from lockgate.model.secrets import MARKER
 from lockgate.model.states import RunState, TaskState, Trigger
 from lockgate.ports.metadata import Approval, RunRecord
 from lockgate.service.compose import Workspace
@@ -81,6 +94,48 @@ def refuse_stale_inputs(
         )
 
 
+def secret_params(
+    record: RunRecord, pipeline: Pipeline, given: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """The run's parameters as recorded, with secret parameters given again.
+
+    Args:
+        record: the run.
+        pipeline: its pipeline.
+        given: values for its secret parameters (the value, or `env:VAR`);
+            other parameters keep the values the run was created with.
+
+    Raises:
+        ParameterError: `given` names a parameter that is not a secret one.
+        SecretUnavailableError: a secret given as a literal when the run
+            started is not given again.
+    """
+    params = pipeline.params_from_json(record.params)
+    specs = {spec.name: spec for spec in pipeline.params}
+    for name, value in (given or {}).items():
+        spec = specs.get(name)
+        if spec is None or spec.kind != "secret":
+            secret = [s.name for s in pipeline.params if s.kind == "secret"]
+            raise ParameterError(
+                f"run {record.id} keeps the parameters it was created with; only secret "
+                f"parameters can be given again, and {name!r} is not one (its secret "
+                f"parameters: {', '.join(secret) or 'none'})"
+            )
+        params[name] = spec.coerce(pipeline.name, value)
+    missing = unavailable_secrets(params)
+    if missing:
+        names = ", ".join(repr(n) for n in missing)
+        flags = " ".join(f"-p {n}=VALUE" for n in missing)
+        values = ", ".join(f"{n!r}: ..." for n in missing)
+        raise SecretUnavailableError(
+            f"run {record.id} was started with a literal value for secret parameter(s) "
+            f"{names}, which lockgate never stores; pass it again: `lockgate resume "
+            f"{record.id} {flags}` or lg.resume({record.id!r}, params={{{values}}}) (the "
+            "value, or env:VAR to read it from the workers' environment)"
+        )
+    return params
+
+
 def resume_run(
     workspace: Workspace,
     run_id: str,
@@ -91,6 +146,7 @@ def resume_run(
     workers: int | None = None,
     no_cache: bool = False,
     listener: RunListener | None = None,
+    secrets: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Continue a failed, cancelled or orphaned run under the same id.
 
@@ -104,17 +160,20 @@ def resume_run(
         workers: process pool size.
         no_cache: execute remaining nodes even when a cached result matches.
         listener: progress display.
+        secrets: values of secret parameters, needed for those the run was
+            started with as literals (lockgate stored only `<secret>`).
 
     Raises:
         RunStateError: the run succeeded, is still driven by a live coordinator,
             its code changed since it ran, or it would consume an input older
             than the pipeline's `max_input_age`.
+        SecretUnavailableError: a secret started as a literal is not in `secrets`.
     """
     listener = lineage_listener(workspace, listener)
     record = workspace.metadata.get_run(run_id)
     target = pipeline_for(record, pipeline)
     refuse_stale_inputs(workspace, record, target, time.time())
-    params = target.params_from_json(record.params)
+    params = secret_params(record, target, secrets)
     # The executor first: one that cannot start (Ray unreachable, a store its
     # workers cannot reach) must fail before the run is taken over.
     runner = workspace.executor(executor, workers=workers, pipeline=target.name)
@@ -147,8 +206,18 @@ def queue_resume(workspace: Workspace, run_id: str, *, by: Trigger) -> RunRecord
     Raises:
         RunStateError: the run succeeded, is still driven by a live coordinator,
             or ran a pipeline a server cannot load again.
+        SecretUnavailableError: it was started with a literal secret value, which
+            a server cannot read back.
     """
     record = workspace.metadata.get_run(run_id)
+    literal = sorted(n for n, v in record.params.items() if v == MARKER)
+    if literal:
+        flags = " ".join(f"-p {n}=VALUE" for n in literal)
+        raise SecretUnavailableError(
+            f"run {record.id} was started with a literal value for secret parameter(s) "
+            f"{', '.join(repr(n) for n in literal)}, which lockgate never stores, so a "
+            f"server cannot resume it; resume it here: `lockgate resume {record.id} {flags}`"
+        )
     if not record.pipeline_ref:
         raise RunStateError(
             f"run {record.id} ran a pipeline defined where lockgate cannot load it again "
@@ -239,15 +308,19 @@ def resume(
     cache: bool = True,
     workspace: Workspace | None = None,
     listener: RunListener | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Resume a failed, cancelled or orphaned run from Python, under the same id.
 
     Nodes that committed a result are not executed again. `pipeline` is needed
     only when the run's pipeline was defined where lockgate cannot import it
     again (inside a function); otherwise it is loaded from the recorded ref.
+    `params` gives secret parameters again (`{"api_key": "..."}`): a run
+    started with a literal secret value needs it, since lockgate never stored it.
 
     Raises:
         RunStateError: the run succeeded, is still being driven, or its code changed.
+        SecretUnavailableError: a literal secret the run started with is not given again.
     """
     return resume_run(
         workspace or Workspace(),
@@ -258,6 +331,7 @@ def resume(
         workers=workers,
         no_cache=not cache,
         listener=listener,
+        secrets=params,
     )
 
 
