@@ -10,7 +10,8 @@ exactly once (one succeeded task run, one succeeded attempt, one
 `task_succeeded` event, one `produced` lineage edge, an output that exists);
 attempt numbers 1..n without gaps; nothing left running or queued; no
 duplicated lineage edge or blob; every blob's sha256 equals its name; one
-terminal run event; the hash chain intact; SQLite integrity_check ok.
+terminal run event per drive (a resume starts a new one); the hash chain
+intact; SQLite integrity_check ok.
 """
 
 from __future__ import annotations
@@ -71,13 +72,13 @@ def check_run(settings: Settings, run_id: str, *, status: str = "succeeded") -> 
             for tr_id, node, index, state, output in task_runs:
                 label = f"{node}[{index}]" if index >= 0 else node
                 _check_task_run(conn, verdict, run_id, tr_id, label, state, output, status)
-            kinds = Counter(
-                k for (k,) in _rows(conn, "SELECT kind FROM events WHERE run_id = :r", r=run_id)
-            )
-            terminal = sum(kinds[k] for k in TERMINAL_RUN_EVENTS)
-            if terminal != 1:
-                problem(f"run {run_id} has {terminal} terminal run events, expected 1")
-                verdict.duplicates += max(0, terminal - 1)
+            kinds = [
+                k
+                for (k,) in _rows(
+                    conn, "SELECT kind FROM events WHERE run_id = :r ORDER BY id", r=run_id
+                )
+            ]
+            _check_terminal_events(verdict, run_id, kinds)
             edges = _rows(
                 conn,
                 "SELECT task_run_id, sha256, direction, count(*) FROM lineage_edges "
@@ -107,6 +108,29 @@ def check_run(settings: Settings, run_id: str, *, status: str = "succeeded") -> 
     else:
         problem(f"record of {run_id} does not verify: {chain['problems'][:3]}")
     return verdict
+
+
+def _check_terminal_events(verdict: Verdict, run_id: str, kinds: list[str]) -> None:
+    """One terminal event per drive of the run: a resume starts a new drive.
+
+    A failed or cancelled run that is resumed ended once already, so its
+    events hold one terminal event per drive; an orphaned drive (its
+    coordinator killed) ends with none. The last drive must end exactly once.
+    """
+    drives: list[int] = [0]
+    for kind in kinds:
+        if kind == "run_resumed":
+            drives.append(0)
+        elif kind in TERMINAL_RUN_EVENTS:
+            drives[-1] += 1
+    if drives[-1] != 1:
+        verdict.problems.append(
+            f"run {run_id} has {drives[-1]} terminal run events since its last start, expected 1"
+        )
+    for n in drives[:-1]:
+        if n > 1:
+            verdict.problems.append(f"run {run_id}: one drive has {n} terminal run events")
+    verdict.duplicates += sum(max(0, n - 1) for n in drives)
 
 
 def _check_task_run(
