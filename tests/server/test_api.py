@@ -123,7 +123,7 @@ def test_cancel_and_resume_through_the_queue(api):
     assert api.state.wake.is_set()
     events = api.workspace.metadata.events(failed)
     assert [e.payload for e in events if e.kind is EventKind.RUN_RESUMED] == [
-        {"by": "api", "previous_status": "failed"}
+        {"by": "api:t-run", "previous_status": "failed"}  # the token that resumed it
     ]
     tasks = {r.node_id: r.state.value for r in api.workspace.metadata.task_runs(failed)}
     assert tasks == {"prepare": "succeeded", "fragile_step": "pending"}

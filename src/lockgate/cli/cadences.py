@@ -231,7 +231,9 @@ def token() -> None:
 @click.pass_context
 def token_create(ctx: click.Context, name: str, scope: str) -> None:
     """Create a token and print it once (it cannot be shown again)."""
-    value = tokens.create_token(_workspace(ctx), name, scope)
+    from lockgate.service.registry import cli_actor
+
+    value = tokens.create_token(_workspace(ctx), name, scope, actor=cli_actor())
     click.echo(value)
     _errors().print(
         f"token {name!r} ({scope}) created; store it now, it is not shown again. Send it as "
@@ -278,7 +280,9 @@ def token_list(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def token_revoke(ctx: click.Context, name: str) -> None:
     """Revoke a token: requests carrying it get 401 from now on."""
-    tokens.revoke(_workspace(ctx), name)
+    from lockgate.service.registry import cli_actor
+
+    tokens.revoke(_workspace(ctx), name, actor=cli_actor())
     _console().print(f"token {name!r} revoked")
 
 

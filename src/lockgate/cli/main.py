@@ -64,6 +64,7 @@ LAZY_COMMANDS = {
     "gateway": "lockgate.cli.gateway:gateway",
     "routes": "lockgate.cli.routes:routes",
     "demo": "lockgate.cli.demo:demo",
+    "audit": "lockgate.cli.audit:audit",
 }
 
 

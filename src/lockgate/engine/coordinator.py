@@ -46,6 +46,8 @@ class RunSpec:
             started by a new version consumes that version, not a later one.
         queued: leave the run queued for `lockgate server` to launch (else it
             is recorded as running, driven by the caller).
+        actor: who asked, recorded in the `run_created` event (`api:<token name>`,
+            `ui:<token name>`).
     """
 
     pipeline: Pipeline
@@ -60,6 +62,7 @@ class RunSpec:
     logical_date: float | None = None
     pins: Mapping[tuple[str, str], int] = field(default_factory=dict)
     queued: bool = False
+    actor: str | None = None
 
 
 class Coordinator:
@@ -153,6 +156,7 @@ class Coordinator:
                 trigger_key=spec.trigger_key,
                 logical_date=spec.logical_date,
                 status=state,
+                actor=spec.actor,
             )
         )
         self.listener.on_run(run_id=run_id, state=RunState.QUEUED, at=now)

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from lockgate.model.states import AttemptState, EventKind, RunState, TaskState
 from lockgate.ports.alerts import AlertDelivery, NewDelivery
 from lockgate.ports.artifacts import ArtifactRef
+from lockgate.ports.audit import AuditEntry as AuditEntry  # re-exported
 from lockgate.ports.executor import ErrorInfo, LogSpan, NamedOutput
 
 # Records that live in their own modules, re-exported: the port's users import
@@ -54,6 +55,7 @@ class NewRun:
     trigger_key: str | None = None
     logical_date: float | None = None
     status: RunState = RunState.QUEUED
+    actor: str | None = None  # who asked, e.g. `api:<token name>` (in `run_created`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,8 +355,16 @@ class MetadataStore(Protocol):
         """
         ...
 
-    def create_token(self, name: str, token_hash: str, scopes: Sequence[str], at: float) -> None:
-        """Store a token's hash under a unique name."""
+    def create_token(
+        self,
+        name: str,
+        token_hash: str,
+        scopes: Sequence[str],
+        at: float,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Store a token's hash under a unique name (and `audit`, in the same transaction)."""
         ...
 
     def find_token(self, token_hash: str, at: float) -> TokenRecord | None:
@@ -365,8 +375,21 @@ class MetadataStore(Protocol):
         """Every token, revoked ones included."""
         ...
 
-    def revoke_token(self, name: str, at: float) -> bool:
-        """Revoke a token by name; False if there is none."""
+    def revoke_token(self, name: str, at: float, *, audit: AuditEntry | None = None) -> bool:
+        """Revoke a token by name; False if there is none.
+
+        `audit` is written in the same transaction, and only if a token was revoked.
+        """
+        ...
+
+    # --- the audit log (see lockgate/ports/audit.py) ------------------------------
+
+    def record_audit(self, entry: AuditEntry) -> bool:
+        """Append `entry`; False (nothing written) if its request id is already stored."""
+        ...
+
+    def audit_entries(self, *, limit: int = 100, token: str | None = None) -> list[AuditEntry]:
+        """The newest `limit` entries (of the token named `token`), newest first."""
         ...
 
     def set_run_state(

@@ -4,11 +4,14 @@
     GET  /metrics                  Prometheus text (lockgate.server.metrics)
     /api/v1/...                    the REST API (lockgate.server.routes.*)
     GET  /api/v1/openapi.json      its OpenAPI document
+    GET  /api/v1/audit             the audit log (admin)
     /                              the web UI (lockgate.server.ui)
 
 The guard (`lockgate.server.auth.Guard`, ASGI middleware) checks the Host
 header, the token and its scope, and body limits before any handler runs;
-`lockgate.server.problems` gives every error one JSON shape.
+around it, the audit trail (`lockgate.server.audit.AuditTrail`) records every
+state-changing request, refused or not. `lockgate.server.problems` gives
+every error one JSON shape.
 docs/observability.md documents the endpoints.
 """
 
@@ -23,10 +26,12 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 
 from lockgate.server import metrics, problems
+from lockgate.server.audit import AuditTrail
 from lockgate.server.auth import Guard
 from lockgate.server.routes import (
     State,
     artifacts,
+    audit,
     logs,
     pipelines,
     registry,
@@ -64,9 +69,11 @@ def create_app(state: ServerState) -> FastAPI:
     app.state.server = state
     problems.install(app)
     app.add_middleware(Guard, state=state)
+    # Added after the guard, so it runs around it and sees its refusals too.
+    app.add_middleware(AuditTrail, state=state)
 
     api = APIRouter(prefix=PREFIX)
-    for module in (pipelines, runs, logs, artifacts, registry, stats, traffic):
+    for module in (pipelines, runs, logs, artifacts, registry, stats, traffic, audit):
         api.include_router(module.router)
     app.include_router(api)
     scrape = metrics.registry_for(state)

@@ -9,7 +9,8 @@ what it got wrong. In order:
    site cannot reach the API through DNS rebinding.
 2. `/api/` and `/metrics` need `Authorization: Bearer <token>` with the
    scope the request needs: `read` for GET, `admin` to promote or roll back a
-   model or to shift or roll back a route, `run` for the other writes (401
+   model, to shift or roll back a route and to read the audit log (GET
+   /api/v1/audit), `run` for the other writes (401
    without a valid token, 403 with too small a scope). GETs need no token
    while `[server] open_reads = true`, the server is bound to loopback and the
    request was not relayed by a proxy (no Forwarded / X-Forwarded-For /
@@ -20,8 +21,11 @@ what it got wrong. In order:
    415 (no endpoint takes pickles, forms or code).
 
 Whoever is calling is left on `request.state.caller` (a `Caller`, or None
-on routes that need no token), so the UI can apply the same rules. Tokens
-are never logged.
+on routes that need no token), so the UI can apply the same rules and the
+audit trail (`lockgate.server.audit`) can name them. A request refused for
+its Host or by the rate limit is marked `request.state.unaudited`: it is no
+authentication attempt, and recording floods of them would let anyone fill
+the database. Tokens are never logged.
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ class Caller:
 
     name: str
     scopes: tuple[str, ...]
-    via: str  # "token" or "open_reads"
+    via: str  # "token", "session" (a UI login) or "open_reads"
 
     def allows(self, scope: str) -> bool:
         """Whether this caller may do what needs `scope`."""
@@ -70,14 +74,20 @@ class Caller:
 
     @property
     def actor(self) -> str:
-        """How the caller is named in events and the registry's audit log."""
-        return f"api:{self.name}"
+        """How the caller is named in events and audit logs: `api:<token>` or `ui:<token>`."""
+        return f"{'ui' if self.via == 'session' else 'api'}:{self.name}"
+
+    @property
+    def token(self) -> str | None:
+        """The name of the token the caller presented (None under open reads)."""
+        return self.name if self.via in ("token", "session") else None
 
 
 def needed_scope(method: str, path: str) -> str:
-    """The scope a request needs: read for GET, admin for model and route moves, else run."""
+    """The scope a request needs: read for GET, admin for model and route moves and
+    for reading the audit log, else run."""
     if method not in _WRITES:
-        return "read"
+        return "admin" if path.rstrip("/") == "/api/v1/audit" else "read"
     if path.startswith(("/api/v1/models/", "/api/v1/routes/")):
         return "admin"
     return "run"
@@ -170,6 +180,7 @@ class Guard:
 
     async def _refusal(self, request: Request) -> Any:
         if host_name(request.headers.get("host", "")) not in self.allowed_hosts:
+            request.state.unaudited = True
             return problem(
                 400,
                 "bad_host",
@@ -205,6 +216,7 @@ class Guard:
             request.state.caller = Caller("anonymous", ("read",), "open_reads")
             return None
         if self.limiter.blocked(client):
+            request.state.unaudited = True
             return problem(
                 429,
                 "too_many_requests",
@@ -227,6 +239,7 @@ class Guard:
                 "`lockgate token create NAME --scope read|run|admin`",
                 {"WWW-Authenticate": "Bearer"},
             )
+        request.state.caller = caller  # the audit trail names it, refused or not
         if not caller.allows(needed):
             return problem(
                 403,
@@ -234,7 +247,6 @@ class Guard:
                 f"token {caller.name!r} has scope {','.join(caller.scopes)}; this needs "
                 f"{needed} (`lockgate token create NAME --scope {needed}`)",
             )
-        request.state.caller = caller
         return None
 
     async def _pass(self, scope: Scope, receive: Receive, send: Send) -> None:

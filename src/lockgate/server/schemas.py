@@ -324,3 +324,21 @@ class RouteRollbackBody(BaseModel):
 
     reason: str | None = Field(default=None, max_length=2000)
     expected_version: int | None = Field(default=None, ge=0, le=MAX_INT)
+
+
+class AuditRow(BaseModel):
+    """One audited action: a state-changing request (refusals included) or a token change."""
+
+    id: int
+    at: str = Field(description="when it was answered (ISO 8601 UTC)")
+    channel: str = Field(description="api, ui or cli")
+    actor: str | None = Field(description="api:<token>, ui:<token>, cli:<user>; null if unknown")
+    token: str | None = Field(description="the name of the token presented (never the token)")
+    scope: str | None = Field(description="that token's scope")
+    method: str | None = Field(description="the HTTP method (null for the CLI)")
+    action: str = Field(description="the request path, or the CLI command")
+    target: str | None = Field(description="what it acted on: run:<id>, pipeline:<name>, ...")
+    status: int | None = Field(description="the HTTP status answered (null for the CLI)")
+    outcome: str = Field(description="ok, refused (401/403), failed (other 4xx) or error (5xx)")
+    client: str | None = Field(description="the client's address")
+    request_id: str

@@ -51,6 +51,7 @@ def enqueue(
     pins: Mapping[tuple[str, str], int] | None = None,
     pipeline_ref: str | None = None,
     json_params: bool = False,
+    actor: str | None = None,
 ) -> Enqueued:
     """Record a queued run of `pipeline` (named versions resolved now).
 
@@ -65,6 +66,7 @@ def enqueue(
             `logical_date` parameter when the pipeline declares one.
         pins: `(kind, name) -> version` for latest-version references.
         pipeline_ref: how the launcher loads the code (default: where it was defined).
+        actor: who asked (`api:<token name>`), recorded in the `run_created` event.
 
     Raises:
         ParameterError: unknown, missing or mistyped parameters, or a secret
@@ -116,6 +118,7 @@ def enqueue(
         logical_date=logical_date.timestamp() if logical_date is not None else None,
         pins=dict(pins or {}),
         queued=True,
+        actor=actor,
     )
     try:
         run_id, _ = creator.create(spec)

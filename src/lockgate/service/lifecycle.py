@@ -191,7 +191,9 @@ def resume_run(
     return read_run(workspace, record.id)
 
 
-def queue_resume(workspace: Workspace, run_id: str, *, by: Trigger) -> RunRecord:
+def queue_resume(
+    workspace: Workspace, run_id: str, *, by: Trigger, actor: str | None = None
+) -> RunRecord:
     """Put a failed, cancelled or orphaned run back in the queue, under the same id.
 
     What did not commit is reset as by `resume_run`, but nothing is driven
@@ -201,7 +203,9 @@ def queue_resume(workspace: Workspace, run_id: str, *, by: Trigger) -> RunRecord
     Args:
         workspace: the installation holding the run.
         run_id: the run (or a unique prefix).
-        by: who resumes, recorded in the `run_resumed` event.
+        by: the channel the request came through.
+        actor: who resumes (`api:<token name>`), recorded in the `run_resumed`
+            event instead of the bare channel.
 
     Raises:
         RunStateError: the run succeeded, is still driven by a live coordinator,
@@ -227,7 +231,7 @@ def queue_resume(workspace: Workspace, run_id: str, *, by: Trigger) -> RunRecord
     now = time.time()
     workspace.metadata.resume_run(
         record.id,
-        by=by.value,
+        by=actor or by.value,
         at=now,
         stale_before=now - workspace.settings.heartbeat_timeout,
         queue=True,
@@ -278,21 +282,25 @@ def recover_runs(
     return outcomes
 
 
-def cancel_run(workspace: Workspace, run_id: str, *, by: Trigger = Trigger.CLI) -> RunRecord:
+def cancel_run(
+    workspace: Workspace, run_id: str, *, by: Trigger = Trigger.CLI, actor: str | None = None
+) -> RunRecord:
     """Cancel a run.
 
     A run driven by a live coordinator is flagged; the coordinator stops its
     workers and records the cancellation within a second. A run nobody drives
-    (queued, or orphaned) is cancelled here and now.
+    (queued, or orphaned) is cancelled here and now. `actor` (`api:<token
+    name>`), when given, is recorded as who cancelled instead of the channel `by`.
 
     Raises:
         RunStateError: the run already ended.
     """
     store = workspace.metadata
     now = time.time()
-    record = store.request_cancel(run_id, by=by.value, at=now)
+    who = actor or by.value
+    record = store.request_cancel(run_id, by=who, at=now)
     if record.status is RunState.QUEUED or record.stale(now, workspace.settings.heartbeat_timeout):
-        reason = f"cancelled by {by.value} (no coordinator was driving the run)"
+        reason = f"cancelled by {who} (no coordinator was driving the run)"
         open_ids = [r.id for r in store.task_runs(record.id) if not r.state.terminal]
         store.set_task_state(record.id, open_ids, TaskState.CANCELLED, now, reason=reason)
         store.set_run_state(record.id, RunState.CANCELLED, now, error=reason)

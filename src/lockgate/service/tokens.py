@@ -15,6 +15,7 @@ import time
 
 from lockgate.errors import UsageError
 from lockgate.ports.metadata import TokenRecord
+from lockgate.service.audit import cli_entry
 from lockgate.service.compose import Workspace
 
 PREFIX = "lg_"
@@ -44,8 +45,13 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(workspace: Workspace, name: str, scope: str = "run") -> str:
+def create_token(
+    workspace: Workspace, name: str, scope: str = "run", *, actor: str | None = None
+) -> str:
     """Create a token called `name` with `scope` and return it (the only time it is visible).
+
+    With `actor` (`cli:<user>`), an audit entry naming who created it commits
+    with the token.
 
     Raises:
         UsageError: the name or scope is malformed, or the name is already taken.
@@ -64,7 +70,8 @@ def create_token(workspace: Workspace, name: str, scope: str = "run") -> str:
             f"{name}-2"
         )
     token = PREFIX + secrets.token_urlsafe(32)
-    workspace.metadata.create_token(name, hash_token(token), (scope,), time.time())
+    audit = cli_entry(actor, f"token create --scope {scope}", f"token:{name}") if actor else None
+    workspace.metadata.create_token(name, hash_token(token), (scope,), time.time(), audit=audit)
     return token
 
 
@@ -75,11 +82,12 @@ def verify(workspace: Workspace, token: str | None) -> TokenRecord | None:
     return workspace.metadata.find_token(hash_token(token), time.time())
 
 
-def revoke(workspace: Workspace, name: str) -> None:
-    """Revoke the token called `name`.
+def revoke(workspace: Workspace, name: str, *, actor: str | None = None) -> None:
+    """Revoke the token called `name` (audited as done by `actor`, if given).
 
     Raises:
         UsageError: there is no live token by that name.
     """
-    if not workspace.metadata.revoke_token(name, time.time()):
+    audit = cli_entry(actor, "token revoke", f"token:{name}") if actor else None
+    if not workspace.metadata.revoke_token(name, time.time(), audit=audit):
         raise UsageError(f"no live token named {name!r}; `lockgate token list` shows them")

@@ -38,6 +38,7 @@ from lockgate.ports.metadata import (
     WriteBatch,
 )
 from lockgate.testing.alert_contract import AlertStoreContract
+from lockgate.testing.audit_contract import AuditStoreContract
 from lockgate.testing.route_contract import RouteStoreContract
 
 T0 = 1_790_000_000.0
@@ -154,8 +155,8 @@ def succeed(
     )
 
 
-class MetadataStoreContract(AlertStoreContract, RouteStoreContract):
-    """Behaviour every metadata store must show (the alert outbox's included)."""
+class MetadataStoreContract(AlertStoreContract, RouteStoreContract, AuditStoreContract):
+    """Behaviour every metadata store must show (the alert outbox's and audit log's included)."""
 
     @pytest.fixture
     def store(self) -> MetadataStore:

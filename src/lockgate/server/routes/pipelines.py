@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from lockgate.model.states import Trigger
+from lockgate.server.audit import note
 from lockgate.server.problems import ERRORS
-from lockgate.server.routes import State
+from lockgate.server.routes import State, Who
 from lockgate.server.schemas import Pipeline, PipelineGraph, TriggerBody, Triggered
 from lockgate.service.catalog import describe
 from lockgate.service.enqueue import enqueue
@@ -56,7 +57,7 @@ def pipeline_graph(name: str, state: State) -> Any:
     response_model=Triggered,
     responses={200: {"model": Triggered, "description": "a run with this key exists"}},
 )
-def trigger(name: str, body: TriggerBody, state: State) -> Any:
+def trigger(name: str, body: TriggerBody, state: State, who: Who, request: Request) -> Any:
     """Queue a run of pipeline `name`; the server launches it when limits allow."""
     entry = state.catalog.get(name)
     result = enqueue(
@@ -67,8 +68,10 @@ def trigger(name: str, body: TriggerBody, state: State) -> Any:
         trigger_key=f"api:{body.key}" if body.key else None,
         pipeline_ref=entry.ref,
         json_params=True,
+        actor=who.actor,
     )
     state.wake.set()  # launch it now, not at the next poll
+    note(request, f"run:{result.run_id}")
     record = state.workspace.metadata.get_run(result.run_id)
     return JSONResponse(
         {

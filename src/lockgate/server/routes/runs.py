@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from lockgate.errors import NodeNotFoundError
 from lockgate.model.states import RunState, Trigger
 from lockgate.server.problems import ERRORS
-from lockgate.server.routes import State
+from lockgate.server.routes import State, Who
 from lockgate.server.schemas import MAX_INT, MAX_PAGE, Attempt, Run, RunDetail, RunPage, TaskRun
 from lockgate.service.lifecycle import cancel_run, queue_resume
 from lockgate.service.runs import attempts_by_task_run
@@ -86,15 +86,15 @@ def attempts(
 
 
 @router.post("/{run_id}/cancel", response_model=Run)
-def cancel(run_id: str, state: State) -> Any:
+def cancel(run_id: str, state: State, who: Who) -> Any:
     """Cancel a run: a queued or orphaned one at once, a running one between its steps."""
-    record = cancel_run(state.workspace, run_id, by=Trigger.API)
+    record = cancel_run(state.workspace, run_id, by=Trigger.API, actor=who.actor)
     return run_view(record, state.workspace.settings.heartbeat_timeout)
 
 
 @router.post("/{run_id}/resume", response_model=Run)
-def resume(run_id: str, state: State) -> Any:
+def resume(run_id: str, state: State, who: Who) -> Any:
     """Queue a failed, cancelled or orphaned run again; a server drives what did not commit."""
-    record = queue_resume(state.workspace, run_id, by=Trigger.API)
+    record = queue_resume(state.workspace, run_id, by=Trigger.API, actor=who.actor)
     state.wake.set()
     return run_view(record, state.workspace.settings.heartbeat_timeout)

@@ -14,7 +14,8 @@ from starlette.responses import RedirectResponse, Response
 
 from lockgate.errors import LockgateError, PipelineNotFoundError, RunNotFoundError
 from lockgate.model.states import Trigger
-from lockgate.server.auth import FailureLimiter
+from lockgate.server import audit
+from lockgate.server.auth import Caller, FailureLimiter
 from lockgate.server.ui import security
 from lockgate.server.ui.web import UI, Viewer
 from lockgate.service import tokens
@@ -27,6 +28,12 @@ def safe_next(target: str | None) -> str:
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
         return "/"
     return target
+
+
+def actor(request: Request) -> str:
+    """`ui:<token name>` of the session `UI.form` admitted (the audit and events name it)."""
+    caller: Caller = request.state.caller
+    return caller.actor
 
 
 def register(app: FastAPI, ui: UI) -> None:
@@ -47,6 +54,7 @@ def register(app: FastAPI, ui: UI) -> None:
         fields = await ui.form(request, login=True)
         client = request.client.host if request.client else "?"
         if failures.blocked(client):
+            request.state.unaudited = True  # as the API's rate limit: not recorded
             return ui.error_page(429, "Too many failed logins", "wait a second and try again")
         found = await run_in_threadpool(
             tokens.verify, ui.state.workspace, fields.get("token", "").strip()
@@ -64,6 +72,7 @@ def register(app: FastAPI, ui: UI) -> None:
             ui.sessions.drop(old.id)  # a new id at login: no session fixation
         token = fields["token"].strip()
         session = ui.sessions.new(tokens.hash_token(token), found.name, tuple(found.scopes))
+        request.state.caller = Caller(found.name, tuple(found.scopes), "session")
         response = RedirectResponse(safe_next(fields.get("next")), status_code=303)
         security.set_cookie(response, request, session)
         return response
@@ -81,6 +90,7 @@ def register(app: FastAPI, ui: UI) -> None:
     @app.post("/pipelines/{name}/trigger", include_in_schema=False)
     async def trigger(request: Request, name: str) -> Response:
         fields = await ui.form(request)
+        who = actor(request)
         assignments = [
             f"{key[len('param.') :]}={value}"
             for key, value in fields.items()
@@ -95,6 +105,7 @@ def register(app: FastAPI, ui: UI) -> None:
                 entry.pipeline.bind_cli(assignments),
                 trigger=Trigger.UI,
                 pipeline_ref=entry.ref,
+                actor=who,
             )
             return result.run_id
 
@@ -105,14 +116,16 @@ def register(app: FastAPI, ui: UI) -> None:
         except LockgateError as exc:
             return ui.error_page(400, "Run not queued", str(exc))
         ui.state.wake.set()
+        audit.note(request, f"run:{run_id}")
         return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
     @app.post("/runs/{run_id}/cancel", include_in_schema=False)
     async def cancel(request: Request, run_id: str) -> Response:
         await ui.form(request)
+        who = actor(request)
         try:
             record = await run_in_threadpool(
-                lambda: cancel_run(ui.state.workspace, run_id, by=Trigger.UI)
+                lambda: cancel_run(ui.state.workspace, run_id, by=Trigger.UI, actor=who)
             )
         except RunNotFoundError as exc:
             return ui.error_page(404, "No such run", str(exc))
@@ -124,9 +137,10 @@ def register(app: FastAPI, ui: UI) -> None:
     @app.post("/runs/{run_id}/resume", include_in_schema=False)
     async def resume(request: Request, run_id: str) -> Response:
         await ui.form(request)
+        who = actor(request)
         try:
             record = await run_in_threadpool(
-                lambda: queue_resume(ui.state.workspace, run_id, by=Trigger.UI)
+                lambda: queue_resume(ui.state.workspace, run_id, by=Trigger.UI, actor=who)
             )
         except RunNotFoundError as exc:
             return ui.error_page(404, "No such run", str(exc))

@@ -16,6 +16,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from lockgate.server import audit
+from lockgate.server.auth import Caller
 from lockgate.server.state import ServerState
 from lockgate.server.ui import security
 from lockgate.server.ui.security import Session, Sessions
@@ -95,23 +97,27 @@ class UI:
 
         Checks, in order: same origin (Origin or Referer), body size, the
         session's CSRF token, and (unless `login`) a logged-in session whose
-        token may run pipelines.
+        token may run pipelines. A logged-in session's token is left on
+        `request.state.caller` for the audit trail, which names it.
 
         Raises:
             Refused: 403 for a cross-origin request or a bad CSRF token or
                 scope, 413 for a large body, a redirect to login without a session.
         """
+        session = security.current_session(request, self.state, self.sessions)
+        if session is not None and session.user is not None:
+            request.state.caller = Caller(session.user, session.scopes, "session")
         if not security.same_origin(request):
             raise Refused(self.forbidden("cross-origin request refused (Origin/Referer)"))
         body = await request.body()
         if len(body) > MAX_FORM_BYTES:
             raise Refused(HTMLResponse("form too large", status_code=413))
         fields = {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
-        session = security.current_session(request, self.state, self.sessions)
         if not security.csrf_ok(session, fields.get("csrf")):
             raise Refused(self.forbidden("missing or wrong CSRF token; reload the page"))
         if not login:
             if session is None or session.user is None:
+                audit.refused(request)
                 raise Refused(RedirectResponse("/login", status_code=303))
             if not _may_run(session):
                 raise Refused(self.forbidden(f"token {session.user!r} may only read"))

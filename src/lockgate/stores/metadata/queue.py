@@ -20,8 +20,9 @@ import sqlalchemy as sa
 
 from lockgate.errors import UsageError
 from lockgate.model.states import RunState
-from lockgate.ports.metadata import RunRecord, TokenRecord
+from lockgate.ports.metadata import AuditEntry, RunRecord, TokenRecord
 from lockgate.stores.metadata import records
+from lockgate.stores.metadata.audit import write_audit
 from lockgate.stores.metadata.schema import (
     pipeline_versions,
     pipelines,
@@ -194,8 +195,16 @@ class QueueMethods:
 
     # --- tokens --------------------------------------------------------------------
 
-    def create_token(self, name: str, token_hash: str, scopes: Sequence[str], at: float) -> None:
-        """Store a token hash under a unique name."""
+    def create_token(
+        self,
+        name: str,
+        token_hash: str,
+        scopes: Sequence[str],
+        at: float,
+        *,
+        audit: AuditEntry | None = None,
+    ) -> None:
+        """Store a token hash under a unique name, and its audit entry with it."""
         try:
             with self._tx() as conn:
                 conn.execute(
@@ -203,6 +212,8 @@ class QueueMethods:
                         name=name, hash=token_hash, scopes=",".join(scopes), created_at=at
                     )
                 )
+                if audit is not None:
+                    write_audit(conn, self._dialect, audit)
         except sa.exc.IntegrityError:
             if any(token.name == name for token in self.list_tokens()):
                 raise UsageError(
@@ -230,14 +241,16 @@ class QueueMethods:
             rows = conn.execute(sa.select(tokens).order_by(tokens.c.id.desc())).all()
         return [_token(row) for row in rows]
 
-    def revoke_token(self, name: str, at: float) -> bool:
-        """Revoke a token by name."""
+    def revoke_token(self, name: str, at: float, *, audit: AuditEntry | None = None) -> bool:
+        """Revoke a token by name; its audit entry commits with the revocation."""
         with self._tx() as conn:
             changed = conn.execute(
                 tokens.update()
                 .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             ).rowcount
+            if changed and audit is not None:
+                write_audit(conn, self._dialect, audit)
         return bool(changed)
 
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # The Alembic revision these tables correspond to. A database at another
 # revision is migrated (new) or refused with the command to run.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 WHOLE_NODE = -1
 
@@ -314,6 +314,28 @@ tokens = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("revoked_at", Time),
     sa.Column("last_used_at", Time),
+)
+
+# The audit log: one row per state-changing request the server answered (refusals
+# included) and per token created or revoked. Unique `request_id`: a retried write
+# stores the row once. Never the token itself, only its name.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("channel", sa.String(10), nullable=False),
+    sa.Column("actor", sa.String(200)),
+    sa.Column("token", sa.String(100)),
+    sa.Column("scope", sa.String(100)),
+    sa.Column("method", sa.String(10)),
+    sa.Column("action", sa.String(500), nullable=False),
+    sa.Column("target", sa.String(500)),
+    sa.Column("status", sa.Integer),
+    sa.Column("outcome", sa.String(10), nullable=False),
+    sa.Column("client", sa.String(100)),
+    sa.Index(None, "token", "id"),
 )
 
 # The alert outbox: one row per (rule, subject, event), unique by `key`, so racing

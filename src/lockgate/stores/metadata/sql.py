@@ -45,6 +45,7 @@ from lockgate.ports.metadata import (
 from lockgate.stores.metadata import batch as batch_writes
 from lockgate.stores.metadata import connect, eventlog, records, registry
 from lockgate.stores.metadata.alerts import AlertMethods
+from lockgate.stores.metadata.audit import AuditMethods
 from lockgate.stores.metadata.migrate import ensure_schema
 from lockgate.stores.metadata.queue import QueueMethods
 from lockgate.stores.metadata.reads import Reads
@@ -67,7 +68,7 @@ from lockgate.stores.metadata.stats import StatsMethods
 _TERMINAL = [s.value for s in TaskState if s.terminal]
 
 
-class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMethods):
+class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMethods, AuditMethods):
     """`MetadataStore` over SQLAlchemy Core."""
 
     def __init__(self, url: str, *, busy_timeout: float = 30.0) -> None:
@@ -353,7 +354,11 @@ class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMet
                 new.run_id,
                 EventKind.RUN_CREATED,
                 new.created_at,
-                payload={"trigger": new.trigger, "pipeline_version": new.pipeline_version},
+                payload={
+                    "trigger": new.trigger,
+                    "pipeline_version": new.pipeline_version,
+                    **({"actor": new.actor} if new.actor else {}),
+                },
             )
             rows = conn.execute(
                 sa.select(task_runs)
