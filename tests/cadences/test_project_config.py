@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from lockgate.cli.main import cli
 from lockgate.errors import ConfigError
 from lockgate.service.config import Settings
-from lockgate.service.project import find, parse
+from lockgate.service.project import find, load, parse
 
 PIPELINES = """
 import lockgate as lg
@@ -174,3 +174,57 @@ def test_executor_defaults_per_pipeline_and_the_ray_address_precedence(project):
     assert Settings.from_env({}, project=parsed).ray_address == "10.0.0.5:6379"
     env = {"LOCKGATE_RAY_ADDRESS": "ray://head:10001"}
     assert Settings.from_env(env, project=parsed).ray_address == "ray://head:10001"
+
+
+# Regressions found by tests/chaos/test_fuzz_config.py.
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"[project]\nhome = '\xff'\n", ":2: not UTF-8"),
+        (
+            b"[project]\nhome = '~nosuchuser/x'\n",
+            ":2: [project] home: '~nosuchuser/x' is not a usable",
+        ),
+        (b'[artifacts]\nroot = "a\\u0000b"\n', ":2: [artifacts] root: 'a\\x00b' is not a usable"),
+        (b"[project]\npipelines = ['~nosuchuser/p.py']\n", ":2: [project] pipelines"),
+        (b"[server]\npoll_interval = nan\n", ":2: [server] poll_interval must be a positive"),
+        (b"[server]\ndrain_timeout = inf\n", ":2: [server] drain_timeout must be a positive"),
+    ],
+)
+def test_unusable_values_are_config_errors_naming_file_line_and_key(tmp_path, text, expected):
+    path = tmp_path / "lockgate.toml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError) as caught:
+        parse(path)
+    assert f"{path}{expected}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"LOCKGATE_HOME": "~nosuchuser"}, "'~nosuchuser' cannot be used"),
+        ({"LOCKGATE_HOME": "a\x00b"}, "LOCKGATE_HOME='a\\x00b' contains a NUL"),
+        ({"LOCKGATE_CONFIG": "~nosuchuser/lockgate.toml"}, "LOCKGATE_CONFIG="),
+        ({"LOCKGATE_CONFIG": "x" * 5000}, "LOCKGATE_CONFIG="),
+    ],
+)
+def test_unusable_environment_values_are_config_errors(tmp_path, env, expected):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env, project=load(tmp_path, env))
+    assert expected in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql+nosuchdriver://x/y", r"has no dialect or driver 'postgresql\+nosuchdriver'"),
+        ("sqlite:///a%00b", "is not a valid SQLAlchemy URL"),
+    ],
+)
+def test_database_urls_that_cannot_load_are_config_errors(url, expected):
+    from lockgate.stores.metadata.connect import engines
+
+    with pytest.raises(ConfigError, match=expected):
+        engines(url, busy_timeout=1.0)

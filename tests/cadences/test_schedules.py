@@ -96,3 +96,11 @@ def test_due_never_repeats_or_precedes_the_last_tick():
 def test_tick_keys_are_utc_instants():
     berlin = dt.datetime(2026, 11, 1, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=1)))
     assert tick_key(berlin) == "schedule:2026-11-01T01:00:00Z"
+
+
+@pytest.mark.parametrize("zone", ["Europe", "__pycache__", "Europe/Berlin" + "x" * 300])
+def test_a_timezone_the_zone_database_cannot_open_names_the_pipeline(zone):
+    # Found by tests/chaos/test_fuzz_cron.py: a directory of the zone database or a
+    # name longer than a file name raised IsADirectoryError / OSError.
+    with pytest.raises(InvalidPolicyError, match="pipeline 'p': timezone="):
+        make_schedule("p", "0 2 * * *", zone, False, 10)

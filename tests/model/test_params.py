@@ -121,3 +121,42 @@ def test_non_json_default_is_refused():
         @lg.pipeline
         def p(x=object()):  # noqa: B008
             return use(x)
+
+
+# Regressions found by tests/chaos/test_fuzz_pipelines.py.
+
+
+def test_a_default_that_is_not_of_the_annotated_type_fails_at_definition():
+    with pytest.raises(DefinitionError, match=r"pipeline 'p'.*parameter 'n'.*not a int"):
+
+        @lg.pipeline
+        def p(n: int = "many"):
+            return use(n)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 10**400, "NaN"])
+def test_float_parameters_refuse_non_finite_and_overflowing_values(value):
+    @lg.pipeline
+    def p(rate: float = 0.5):
+        return use(rate)
+
+    with pytest.raises(ParameterError, match="parameter 'rate'"):
+        p.bind({"rate": value})
+
+
+def test_json_parameters_refuse_nan_written_as_text():
+    @lg.pipeline
+    def p(items: list = [1]):  # noqa: B006
+        return use(items)
+
+    with pytest.raises(ParameterError, match=r"parameter 'items'.*NaN is not JSON"):
+        p.bind({"items": '{"a": NaN}'})
+
+
+def test_a_parameter_name_that_is_not_a_string_is_a_parameter_error():
+    @lg.pipeline
+    def p(n: int = 1):
+        return use(n)
+
+    with pytest.raises(ParameterError, match="has no parameter 1"):
+        p.bind({1: 2})

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 import lockgate as lg
-from lockgate.errors import CycleError, DuplicatePipelineError, TracingError
+from lockgate.errors import (
+    CycleError,
+    DuplicatePipelineError,
+    GraphError,
+    InvalidPolicyError,
+    TracingError,
+)
 from lockgate.model.refs import NodeRef, ParamRef
 
 
@@ -238,3 +244,52 @@ def test_version_is_the_same_when_one_file_is_imported_under_two_module_names(tm
     first, second = graphs
     assert first.nodes["hello"].task.target != second.nodes["hello"].task.target
     assert first.version == second.version
+
+
+# Regressions found by tests/chaos/test_fuzz_pipelines.py.
+
+
+def test_two_tasks_with_one_name_in_a_pipeline_are_refused():
+    @lg.task(name="featurize")
+    def other(rows: list) -> list:
+        return rows[:1]
+
+    @lg.pipeline
+    def p(day: str = "x"):
+        return other(featurize(ingest(day)))
+
+    with pytest.raises(GraphError, match="task name 'featurize' is defined twice in pipeline 'p'"):
+        _ = p.graph
+
+
+def test_calling_one_task_twice_is_still_fine():
+    @lg.pipeline
+    def p():
+        return [featurize([1]), featurize([2])]
+
+    assert list(p.graph.order) == ["featurize", "featurize_2"]
+
+
+@pytest.mark.parametrize("constant", [{1: "a"}, {(1, 2): "a"}, [{"ok": {2: "no"}}]])
+def test_dict_constants_need_string_keys(constant):
+    @lg.pipeline
+    def p():
+        return featurize(constant)
+
+    with pytest.raises(TracingError, match=r"pipeline 'p', node 'featurize'.*JSON-like"):
+        _ = p.graph
+
+
+def test_str_of_a_placeholder_is_refused_not_baked_into_the_graph():
+    @lg.pipeline
+    def p():
+        rows = ingest("x")
+        return featurize(["prefix-" + str(rows)])
+
+    with pytest.raises(TracingError, match=r"node 'ingest' in str\(\)"):
+        _ = p.graph
+
+
+def test_triggers_that_are_not_a_list_name_the_pipeline():
+    with pytest.raises(InvalidPolicyError, match="pipeline 'p': triggers=5"):
+        lg.pipeline(name="p", triggers=5)(lambda: ingest("x"))

@@ -227,7 +227,15 @@ def pipeline(
             raise InvalidPolicyError.for_field(
                 owner, "max_active_runs", max_active_runs, "an int >= 1 or None"
             )
-        found = tuple(triggers)
+        try:
+            found = tuple(triggers)
+        except TypeError:
+            raise InvalidPolicyError.for_field(
+                owner,
+                "triggers",
+                triggers,
+                "a list of lg.on_new_version(...) or lg.on_message(...)",
+            ) from None
         for trigger in found:
             if not isinstance(trigger, VersionTrigger | MessageTrigger):
                 raise InvalidPolicyError.for_field(

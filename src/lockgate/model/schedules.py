@@ -142,7 +142,9 @@ def make_schedule(
         raise InvalidPolicyError.for_field(owner, "timezone", timezone, "an IANA name")
     try:
         ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # OSError: a name the zone database reads as a path it cannot open, such as a
+        # directory ('Europe') or a name longer than the filesystem allows.
         raise InvalidPolicyError.for_field(
             owner, "timezone", timezone, "an IANA timezone such as 'Europe/Berlin' or 'UTC'"
         ) from None

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lockgate.errors import TracingError
+from lockgate.errors import GraphError, TracingError
 from lockgate.model.graph import Graph, Node
 from lockgate.model.refs import NodeRef, ParamRef, check_literal
 from lockgate.model.versions import VersionRef
@@ -109,6 +109,11 @@ class Placeholder:
     def __format__(self, spec: str) -> str:
         self._refuse("string formatting", "Format the value inside a task.")
 
+    def __str__(self) -> str:
+        # str() would otherwise fall back to repr() and bake "<output of node ...>"
+        # into the graph as a constant string.
+        self._refuse("str()", "Convert or format the value inside a task.")
+
     def __getattr__(self, name: str) -> NoReturn:
         if name.startswith("__"):
             raise AttributeError(name)
@@ -138,6 +143,7 @@ class GraphBuilder:
         self.pipeline = pipeline
         self._nodes: dict[str, dict[str, Any]] = {}
         self._calls: dict[str, int] = {}
+        self._tasks: dict[str, Task] = {}  # task name -> the task first called by that name
 
     def __enter__(self) -> GraphBuilder:
         if _BUILDER.get() is not None:
@@ -165,6 +171,14 @@ class GraphBuilder:
         after: Iterable[object] = (),
     ) -> Placeholder:
         """Record one call of `task` and return the placeholder of its output."""
+        first = self._tasks.setdefault(task.name, task)
+        if first is not task and first.version != task.version:
+            raise GraphError(
+                f"task name {task.name!r} is defined twice in pipeline {self.pipeline!r} "
+                f"(at {_where_defined(first)} and {_where_defined(task)}); node ids, logs and "
+                "cache history go by task name: give one of them another name with "
+                "@lg.task(name=...)."
+            )
         count = self._calls.get(task.name, 0) + 1
         self._calls[task.name] = count
         node_id = task.name if count == 1 else f"{task.name}_{count}"
@@ -239,11 +253,20 @@ class GraphBuilder:
         if isinstance(value, tuple):
             return tuple(self._template(v, where) for v in value)
         if isinstance(value, dict):
+            if not all(isinstance(k, str) for k in value):
+                check_literal(value, where)  # raises: keys must be strings to hash and store
             return {k: self._template(v, where) for k, v in value.items()}
         if inspect.isgenerator(value):
             raise TracingError(f"{where()} is a generator; pass a list")
         check_literal(value, where)
         return value
+
+
+def _where_defined(task: Task) -> str:
+    code = getattr(task.fn, "__code__", None)
+    if code is None:
+        return task.target
+    return f"{code.co_filename}:{code.co_firstlineno}"
 
 
 def contains_placeholder(values: Iterable[Any]) -> bool:

@@ -70,13 +70,18 @@ class Settings:
         for name in _VARIABLES:
             if name in env and not env[name].strip():
                 raise ConfigError(f"{name} is set but empty; unset it or give it a value")
+            if "\0" in env.get(name, ""):
+                raise ConfigError(f"{name}={env[name]!r} contains a NUL character")
         project = project or Project()
         if home is None:
             home = env.get("LOCKGATE_HOME") or project.home
         if home is None:
             # With a config file, state lives beside it wherever the command runs.
             home = project.path.parent / ".lockgate" if project.path else ".lockgate"
-        root = Path(home).expanduser().absolute()
+        try:
+            root = Path(home).expanduser().absolute()
+        except RuntimeError as exc:  # ~nobody: no such user
+            raise ConfigError(f"the state directory {str(home)!r} cannot be used: {exc}") from None
         interval = _seconds(env, "LOCKGATE_HEARTBEAT_INTERVAL", 5.0)
         timeout = _seconds(env, "LOCKGATE_HEARTBEAT_TIMEOUT", 30.0)
         if timeout <= interval:

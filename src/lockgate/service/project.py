@@ -51,6 +51,7 @@ silently turns a feature off. Relative paths are relative to the file.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -149,8 +150,12 @@ def find(start: Path | None = None, env: Mapping[str, str] | None = None) -> Pat
     env = os.environ if env is None else env
     explicit = env.get("LOCKGATE_CONFIG")
     if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
+        try:
+            path = Path(explicit).expanduser()
+            found = path.is_file()
+        except (RuntimeError, OSError, ValueError) as exc:  # ~nobody, too long, NUL
+            raise ConfigError(f"LOCKGATE_CONFIG={explicit!r} is not a usable path: {exc}") from None
+        if not found:
             raise ConfigError(f"LOCKGATE_CONFIG={explicit!r}: no such file")
         return path.resolve()
     directory = (start or Path.cwd()).resolve()
@@ -176,7 +181,15 @@ def load(start: Path | None = None, env: Mapping[str, str] | None = None) -> Pro
 
 def parse(path: Path) -> Project:
     """Parse one config file (see the module docstring for its sections)."""
-    text = path.read_text(encoding="utf-8")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}:{line}: not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "TOML files are UTF-8: re-save the file in that encoding"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -214,14 +227,18 @@ def parse(path: Path) -> Project:
                 f"{where.at('project', 'pipelines')}: [project] pipelines must list files "
                 f"(pipelines.py) or module names (my_team.pipelines), got {entry!r}"
             )
-        pipelines.append(_pipeline_source(path, entry))
+        pipelines.append(_pipeline_source(path, entry, where.at("project", "pipelines")))
     return Project(
         path=path,
         pipelines=tuple(pipelines),
-        home=_relative(path, project["home"]) if "home" in project else None,
+        home=(
+            _relative(path, project["home"], where.at("project", "home"))
+            if "home" in project
+            else None
+        ),
         db_url=database.get("url"),
         artifact_root=(
-            str(_relative(path, artifacts["root"]))
+            str(_relative(path, artifacts["root"], where.at("artifacts", "root")))
             if "root" in artifacts and "://" not in artifacts["root"]
             else artifacts.get("root")
         ),
@@ -277,7 +294,12 @@ def _section(where: _Where, data: Mapping[str, Any], name: str, keys: dict[str, 
 
 def _number(where: _Where, section: str, key: str, value: Any, *, integer: bool) -> Any:
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, kinds)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         what = "a positive integer" if integer else "a positive number"
         raise ConfigError(f"{where.at(section, key)} must be {what}, got {value!r}")
     return value
@@ -367,15 +389,21 @@ def _pools(where: _Where, section: Mapping[str, Any]) -> dict[str, int]:
     return pools
 
 
-def _relative(path: Path, value: str) -> Path:
-    target = Path(value).expanduser()
-    return target if target.is_absolute() else (path.parent / target).resolve()
+def _relative(path: Path, value: str, place: str) -> Path:
+    """`value` as a path; a relative one is relative to the config file (`place` names it)."""
+    try:
+        if "\0" in value:
+            raise ValueError("it contains a NUL character")
+        target = Path(value).expanduser()
+        return target if target.is_absolute() else (path.parent / target).resolve()
+    except (RuntimeError, OSError, ValueError) as exc:  # ~nobody, too long, NUL
+        raise ConfigError(f"{place}: {value!r} is not a usable path: {exc}") from None
 
 
-def _pipeline_source(path: Path, entry: str) -> str:
+def _pipeline_source(path: Path, entry: str, place: str) -> str:
     """A file entry made absolute; a module name kept as it is."""
     if entry.endswith(".py") or "/" in entry:
-        return str(_relative(path, entry))
+        return str(_relative(path, entry, place))
     return entry
 
 

@@ -32,6 +32,15 @@ def engines(url: str, *, busy_timeout: float) -> tuple[sa.Engine, sa.Engine]:
     """
     try:
         parsed = make_url(url)
+        if "\0" in url or "\0" in (parsed.database or ""):
+            raise sa.exc.ArgumentError("the URL contains a NUL character")
+        parsed.get_dialect()  # an unknown dialect or driver fails here, not on first use
+    except sa.exc.NoSuchModuleError as exc:
+        raise ConfigError(
+            f"metadata database URL {redact(url)!r}: SQLAlchemy has no dialect or driver "
+            f"{parsed.drivername!r}; write sqlite:////abs/path/lockgate.db or "
+            "postgresql+psycopg://user@host/db"
+        ) from exc
     except sa.exc.ArgumentError as exc:
         raise ConfigError(
             f"metadata database URL {redact(url)!r} is not a valid SQLAlchemy URL "
