@@ -161,6 +161,13 @@ def backfill(ctx: click.Context, name: str, start: str, end: str, as_json: bool)
 @click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="[default: 8787]")
 @click.option(
+    "--allow-remote",
+    is_flag=True,
+    default=None,
+    help="Allow a non-loopback --host (it also needs an API token to exist) "
+    "[default: [server] allow_remote, else false].",
+)
+@click.option(
     "--max-concurrent-runs",
     type=click.IntRange(1, 10_000),
     default=None,
@@ -185,7 +192,8 @@ def backfill(ctx: click.Context, name: str, start: str, end: str, as_json: bool)
 def server(ctx: click.Context, /, **overrides: Any) -> None:
     """Run the scheduler, the run launcher and the HTTP API until SIGTERM.
 
-    Settings come from [server] in lockgate.toml; flags override them. Each
+    Settings come from [server] in lockgate.toml; flags override them.
+    Listening beyond loopback needs --allow-remote and an API token. Each
     run is driven in its own subprocess. On SIGTERM (or Ctrl-C) the server
     stops launching, gives running runs --drain-timeout seconds, and leaves
     the rest resumable for the next server.

@@ -45,6 +45,7 @@ class ServeOptions:
     drain_timeout: float
     executor: str | None
     workers: int | None
+    allow_remote: bool = False
 
 
 def options_for(workspace: Workspace, **overrides: object) -> ServeOptions:
@@ -58,24 +59,42 @@ def options_for(workspace: Workspace, **overrides: object) -> ServeOptions:
         "drain_timeout": server.drain_timeout,
         "executor": server.executor,
         "workers": server.workers,
+        "allow_remote": server.allow_remote,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ServeOptions(**values)  # type: ignore[arg-type]
 
 
-def check_bind(workspace: Workspace, host: str) -> None:
-    """Refuse to listen beyond loopback while no API token exists.
+def check_bind(
+    workspace: Workspace, host: str, *, allow_remote: bool = False, section: str = "server"
+) -> None:
+    """Refuse to listen beyond loopback unless asked to explicitly and tokens exist.
+
+    A non-loopback `host` needs both `allow_remote` (`--allow-remote`, or
+    `allow_remote = true` in the config's `[section]`) and at least one live
+    API token: the flag so that a typo in `host` never exposes a server, the
+    token so that what is exposed is not open to all.
 
     Raises:
-        ConfigError: a non-loopback host and no live token.
+        ConfigError: a non-loopback host with either missing, saying what and how to fix it.
     """
     if is_loopback(host):
         return
+    missing = []
+    if not allow_remote:
+        missing.append(
+            f"the --allow-remote flag (or allow_remote = true under [{section}] in lockgate.toml)"
+        )
     if not any(t.revoked_at is None for t in workspace.metadata.list_tokens()):
+        missing.append(
+            "an API token: none exists yet (create one with "
+            "`lockgate token create NAME --scope read|run|admin`)"
+        )
+    if missing:
         raise ConfigError(
-            f"refusing to listen on {host}: it is reachable from other machines and no "
-            "API token exists yet. Create one (`lockgate token create NAME`) first, or "
-            "bind to 127.0.0.1 (the default)"
+            f"refusing to listen on {host}: it is reachable from other machines, which "
+            f"needs both --allow-remote and at least one API token; missing: "
+            f"{'; and '.join(missing)}. Or bind to 127.0.0.1 (the default)"
         )
 
 
@@ -128,7 +147,7 @@ class Server:
         self.sources = message_sources(workspace, catalog, name, self.wake.set)
         self.on_ready = on_ready
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
-        check_bind(workspace, options.host)
+        check_bind(workspace, options.host, allow_remote=options.allow_remote)
 
     def loop_once(self, now: dt.datetime | None = None) -> None:
         """One pass: schedules, sensors, messages, launches, then alerts."""

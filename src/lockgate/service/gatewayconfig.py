@@ -1,7 +1,8 @@
 """`[gateway]` in lockgate.toml: how `lockgate gateway` listens, serves and scores.
 
     [gateway]
-    host = "127.0.0.1"            # loopback by default; elsewhere needs an API token to exist
+    host = "127.0.0.1"            # loopback by default; elsewhere needs allow_remote and a token
+    allow_remote = false          # true: a non-loopback host is allowed (once a token exists)
     port = 8788
     open = false                  # true: predict/feedback/metrics need no token (loopback only)
     answerer = "my_llm:answer"    # serves prompt targets: answer(prompt, inputs, context=...)
@@ -34,6 +35,7 @@ from lockgate.errors import ConfigError
 _ANSWERER = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 _KEYS = {
     "host": str,
+    "allow_remote": bool,
     "port": int,
     "open": bool,
     "answerer": str,
@@ -70,6 +72,7 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8788
     open: bool = False
+    allow_remote: bool = False
     answerer: str | None = None
     reload_interval: float = 0.5
     flush_interval: float = 0.2

@@ -51,17 +51,23 @@ class Gateway:
         *,
         host: str | None = None,
         port: int | None = None,
+        allow_remote: bool | None = None,
     ) -> None:
         """Prepare a gateway over `workspace` (nothing runs until `start` or `serve`).
 
+        `allow_remote` (`--allow-remote`; None: `[gateway] allow_remote`) is
+        needed, with a live API token, to listen on a non-loopback `host`.
+
         Raises:
-            ConfigError: a bad answerer or evaluator, or a non-loopback host without tokens.
+            ConfigError: a bad answerer or evaluator, or a non-loopback host without
+                `allow_remote` or without tokens.
         """
         self.workspace = workspace
         self.settings = settings or workspace.project.gateway
         self.host = host or self.settings.host
         self.port = self.settings.port if port is None else port
-        check_bind(workspace, self.host)
+        remote = self.settings.allow_remote if allow_remote is None else allow_remote
+        check_bind(workspace, self.host, allow_remote=remote, section="gateway")
         if self.settings.open and not is_loopback(self.host):
             log.warning("[gateway] open = true is ignored: %s is not a loopback address", self.host)
         self.started_at = time.time()
