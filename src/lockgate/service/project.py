@@ -16,7 +16,8 @@ silently turns a feature off. Relative paths are relative to the file.
     root = "/srv/lockgate/artifacts"                          # LOCKGATE_ARTIFACT_ROOT wins
 
     [server]
-    host = "127.0.0.1"            # a non-loopback host needs at least one API token
+    host = "127.0.0.1"            # a non-loopback host needs allow_remote and an API token
+    allow_remote = false          # true: a non-loopback host is allowed (once a token exists)
     port = 8787
     max_concurrent_runs = 4       # runs this server drives at once
     poll_interval = 1.0           # seconds between scheduler/launcher passes
@@ -121,6 +122,8 @@ class ServerSettings:
     open_reads: bool = False
     # Host names the API answers besides localhost, 127.0.0.1 and [::1] (DNS rebinding).
     allowed_hosts: tuple[str, ...] = ()
+    # A non-loopback host is refused unless this (or --allow-remote) and a token exist.
+    allow_remote: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +315,7 @@ def _server(where: _Where, data: Mapping[str, Any]) -> ServerSettings:
     integers = {"port", "max_concurrent_runs", "workers"}
     numbers = {"poll_interval", "drain_timeout"}
     strings = {"host", "executor"}
-    flags = {"open_reads"}
+    flags = {"open_reads", "allow_remote"}
     lists = {"allowed_hosts"}
     for key, value in section.items():
         if key in flags:
