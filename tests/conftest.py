@@ -39,6 +39,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The chaos table (`chaos` fixture, the `scenario` marker, the summary at the end).
+from chaos_report import chaos, pytest_configure, pytest_terminal_summary  # noqa: E402, F401
+
 # PostgreSQL fixtures (`pg_server`, `pg_url`) for any test; tests/ is on sys.path for conftest.
 from postgres import pg_server, pg_url  # noqa: E402, F401
 
