@@ -172,7 +172,11 @@ class GraphBuilder:
     ) -> Placeholder:
         """Record one call of `task` and return the placeholder of its output."""
         first = self._tasks.setdefault(task.name, task)
-        if first is not task and first.version != task.version:
+        # lockgate's own steps (lg.evaluate's `evaluate`) may share a name with a user's
+        # task, as they always could: ids stay distinct (`evaluate_2`) and neither
+        # side can rename the other.
+        builtin = _builtin(first) or _builtin(task)
+        if first is not task and first.version != task.version and not builtin:
             raise GraphError(
                 f"task name {task.name!r} is defined twice in pipeline {self.pipeline!r} "
                 f"(at {_where_defined(first)} and {_where_defined(task)}); node ids, logs and "
@@ -260,6 +264,10 @@ class GraphBuilder:
             raise TracingError(f"{where()} is a generator; pass a list")
         check_literal(value, where)
         return value
+
+
+def _builtin(task: Task) -> bool:
+    return str(getattr(task.fn, "__module__", "")).startswith("lockgate.")
 
 
 def _where_defined(task: Task) -> str:
