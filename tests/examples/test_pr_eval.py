@@ -18,8 +18,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from cadences.servers import ServerProcess
 from lockgate.cli.main import cli
+from servers import ServerProcess
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "pr_eval"
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cadences.servers import ServerProcess
 from s3_fixture import s3_client, split_s3_url
+from servers import ServerProcess
 
 pytestmark = pytest.mark.usefixtures("ray_address")
 

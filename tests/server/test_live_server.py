@@ -11,9 +11,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from cadences.servers import ServerProcess
 from lockgate.cli.main import cli
 from server.conftest import write_project
+from servers import ServerProcess
 
 
 @pytest.fixture

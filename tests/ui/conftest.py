@@ -24,7 +24,7 @@ from uiserver import (
     write_project,
 )
 
-from cadences.servers import ServerProcess
+from servers import ServerProcess
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from cadences.servers import ServerProcess
 from lockgate.cli.main import cli
+from servers import ServerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
