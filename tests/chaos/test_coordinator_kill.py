@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -72,21 +73,21 @@ def test_killed_coordinators_recover_with_every_node_committed_once(chaos, tmp_p
         argv = ["run", "thirty.py:thirty", "--executor", executor, "--json", "-p", f"seed={index}"]
         if delay is None:
             first = site.run(*argv, **env)
-            killed = first.returncode == -signal.SIGKILL
+            killed, stderr = first.returncode == -signal.SIGKILL, first.stderr
         else:
             process = site.start(*argv)
             try:
                 process.wait(timeout=delay)
-            except Exception:
+            except subprocess.TimeoutExpired:  # still running: the moment to kill it
                 process.send_signal(signal.SIGKILL)
-            process.communicate(timeout=60)
+            stderr = process.communicate(timeout=60)[1]
             killed = process.returncode == -signal.SIGKILL
         kills += killed
         (run_id,) = site.run_ids() - before or {None}
         problems = []
         if run_id is None:
             # Killed before the run row committed: nothing was acknowledged, nothing to recover.
-            chaos.record([] if killed else [f"{what}: no run recorded and no kill"])
+            chaos.record([] if killed else [f"{what}: no run recorded, no kill: {stderr[-800:]}"])
             continue
         if killed and site.status(run_id) not in TERMINAL:
             time.sleep(1.1)  # the heartbeat goes stale
