@@ -18,6 +18,7 @@ import pytest
 
 import lockgate as lg
 from lockgate.errors import ConfigError
+from lockgate.service.project import parse
 
 
 @lg.task
@@ -117,7 +118,11 @@ def test_the_console_transport_prints_each_event(workspace, configure, capsys, s
         assert event["job"]["namespace"] == "ml-team"
 
 
-def test_the_http_transport_posts_each_event_with_the_api_key(workspace, configure, schemas):
+@pytest.mark.parametrize("written", ["s3cret", "env:LINEAGE_KEY"])
+def test_the_http_transport_posts_each_event_with_the_api_key(
+    workspace, configure, schemas, monkeypatch, written
+):
+    monkeypatch.setenv("LINEAGE_KEY", "s3cret")
     received: list[tuple[str, str | None, dict[str, Any]]] = []
 
     class Collector(BaseHTTPRequestHandler):
@@ -133,13 +138,14 @@ def test_the_http_transport_posts_each_event_with_the_api_key(workspace, configu
     server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        configure(
+        config = configure(
             "[openlineage]\n"
             'transport = "http"\n'
             f'url = "http://127.0.0.1:{server.server_address[1]}"\n'
             'endpoint = "lineage/events"\n'
-            'api_key = "s3cret"\n'
+            f'api_key = "{written}"\n'
         )
+        assert "s3cret" not in repr(parse(config).openlineage)  # printed settings hide it
         assert run(workspace).ok
     finally:
         server.shutdown()

@@ -549,7 +549,8 @@ def _client(settings: OpenLineageSettings) -> OpenLineageClient:
         )
 
         assert settings.url is not None
-        auth = ApiKeyTokenProvider({"apiKey": settings.api_key}) if settings.api_key else None
+        key = settings.api_key.reveal() if settings.api_key else None  # SecretNotSetError
+        auth = ApiKeyTokenProvider({"apiKey": key}) if key else None
         config = HttpConfig(
             url=settings.url,
             endpoint=settings.endpoint,

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from lockgate.errors import ConfigError
+from lockgate.model.secrets import Secret
 from lockgate.service.alertrules import AlertRule, parse_alerts
 from lockgate.service.gatewayconfig import GatewaySettings, parse_gateway
 
@@ -98,7 +99,7 @@ class OpenLineageSettings:
     path: Path | None = None
     url: str | None = None
     endpoint: str = "api/v1/lineage"
-    api_key: str | None = None
+    api_key: Secret | None = None  # a literal or `env:VAR`, revealed only for the transport
     namespace: str = "lockgate"
 
     @property
@@ -437,6 +438,8 @@ def _openlineage(path: Path, where: _Where, section: Any) -> OpenLineageSettings
         path=file_path,
         url=section.get("url"),
         endpoint=section.get("endpoint", "api/v1/lineage"),
-        api_key=section.get("api_key"),
+        api_key=Secret(section["api_key"], owner="[openlineage] api_key")
+        if "api_key" in section
+        else None,
         namespace=section.get("namespace", "lockgate"),
     )
