@@ -129,6 +129,26 @@ def test_a_held_write_lock_gives_a_clear_busy_error(tmp_path: Path):
     store.close()
 
 
+def test_opening_a_store_and_reading_never_wait_for_a_held_write_lock(tmp_path: Path):
+    # Regression: the schema check on open began with BEGIN IMMEDIATE, so a read-only
+    # `lockgate runs` failed with MetadataBusyError while any writer held the lock.
+    path = tmp_path / "busy.db"
+    SqlMetadataStore(f"sqlite:///{path}").close()
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        store = SqlMetadataStore(f"sqlite:///{path}", busy_timeout=0.2)
+        assert store.list_runs(limit=10) == []
+        with pytest.raises(MetadataBusyError):
+            store.create_run(new_run())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    store.create_run(new_run())
+    assert store.get_run("r-1").pipeline == "nightly"
+    store.close()
+
+
 def test_urls_are_redacted_in_messages():
     assert connect.redact("postgresql+psycopg://bob:hunter2@db/x") == (
         "postgresql+psycopg://bob:***@db/x"

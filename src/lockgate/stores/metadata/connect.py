@@ -4,7 +4,9 @@ SQLite runs in WAL mode with `synchronous=FULL` (a commit survives power
 loss), foreign keys on, and a busy timeout. Writers and readers use separate
 engines: writers begin with `BEGIN IMMEDIATE` so they queue for the lock up
 front instead of failing halfway; readers use deferred transactions and
-never block writers in WAL mode.
+never block writers in WAL mode. A transaction on the writer engine that only
+reads (the schema check when a store opens) asks for a deferred one with the
+`READ_ONLY` execution option, so opening a store never queues for the lock.
 
 PostgreSQL gets one engine for both, at the server's default READ COMMITTED
 isolation: writers that must not interleave take row or advisory locks (see
@@ -22,6 +24,10 @@ from sqlalchemy.engine import make_url
 
 from lockgate.errors import ConfigError
 from lockgate.stores.metadata.records import strict_json
+
+#: Execution option: this SQLite transaction only reads, so it begins deferred
+#: even on the writer engine and never waits for another process's write lock.
+READ_ONLY = "lockgate_read_only"
 
 
 def engines(url: str, *, busy_timeout: float) -> tuple[sa.Engine, sa.Engine]:
@@ -95,7 +101,8 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float, begin: str) -> sa.Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql(begin)
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else begin)
 
     return engine
 

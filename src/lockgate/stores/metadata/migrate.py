@@ -1,6 +1,7 @@
 """Schema migrations: Alembic driven from code, and the check made on every open.
 
-Opening a store reads the revision stamp with one query; Alembic itself is
+Opening a store reads the revision stamp with one query, in a deferred
+transaction that never waits for a writer's lock; Alembic itself is
 imported only when a migration actually runs (it is slow to import). A new,
 empty database is migrated automatically; an older one is refused with the
 command that upgrades it; a newer one is refused outright.
@@ -21,6 +22,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from lockgate.errors import SchemaVersionError
+from lockgate.stores.metadata.connect import READ_ONLY
 from lockgate.stores.metadata.schema import SCHEMA_REVISION
 from lockgate.stores.metadata.statements import advisory_lock
 
@@ -67,9 +69,17 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
+@contextlib.contextmanager
+def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    # A look at the schema must not queue for SQLite's write lock: a store opened
+    # while another process writes (or holds the lock) would wait, or fail busy.
+    with engine.connect() as connection:
+        yield connection.execution_options(**{READ_ONLY: True})
+
+
 def current_revision(engine: sa.Engine) -> str | None:
     """The revision stamped in the database, or None if it was never migrated."""
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         if not sa.inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
@@ -86,7 +96,7 @@ def ensure_schema(engine: sa.Engine, url: str) -> None:
     if revision == SCHEMA_REVISION:
         return
     if revision is None:
-        with engine.connect() as connection:
+        with _reading(engine) as connection:
             tables = sa.inspect(connection).get_table_names()
         if tables and current_revision(engine) == SCHEMA_REVISION:
             return  # another process migrated it between our two looks
