@@ -44,7 +44,7 @@ class Workspace:
         """The metadata store (migrated if new)."""
         from lockgate.stores.metadata.sql import SqlMetadataStore
 
-        return SqlMetadataStore(self.settings.db_url)
+        return SqlMetadataStore(self.settings.db_url, busy_timeout=self.settings.db_busy_timeout)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

@@ -8,6 +8,8 @@ LOCKGATE_DB_URL               metadata database URL (default: SQLite file in LOC
 LOCKGATE_ARTIFACT_ROOT        artifact store root, a path or fsspec URL
                               (default: LOCKGATE_HOME/artifacts)
 LOCKGATE_LOGS_ROOT            captured task output (default: LOCKGATE_HOME/logs)
+LOCKGATE_DB_BUSY_TIMEOUT      seconds a SQLite writer waits for another's write lock
+                              before failing with MetadataBusyError (default 30)
 LOCKGATE_HEARTBEAT_INTERVAL   seconds between a coordinator's heartbeats (default 5)
 LOCKGATE_HEARTBEAT_TIMEOUT    a running run whose heartbeat is older is stale:
                               its coordinator is presumed dead (default 30)
@@ -32,6 +34,7 @@ _VARIABLES = (
     "LOCKGATE_DB_URL",
     "LOCKGATE_ARTIFACT_ROOT",
     "LOCKGATE_LOGS_ROOT",
+    "LOCKGATE_DB_BUSY_TIMEOUT",
     "LOCKGATE_HEARTBEAT_INTERVAL",
     "LOCKGATE_HEARTBEAT_TIMEOUT",
     "LOCKGATE_RAY_ADDRESS",
@@ -49,6 +52,7 @@ class Settings:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
     ray_address: str | None = None
+    db_busy_timeout: float = 30.0
 
     @classmethod
     def from_env(
@@ -103,6 +107,7 @@ class Settings:
             heartbeat_interval=interval,
             heartbeat_timeout=timeout,
             ray_address=env.get("LOCKGATE_RAY_ADDRESS") or project.executor.ray_address,
+            db_busy_timeout=_seconds(env, "LOCKGATE_DB_BUSY_TIMEOUT", 30.0),
         )
 
 

@@ -14,7 +14,7 @@ def upgrade_database(settings: Settings) -> tuple[str, str | None, str | None]:
     """
     from lockgate.stores.metadata import connect, migrate
 
-    writer, reader = connect.engines(settings.db_url, busy_timeout=30.0)
+    writer, reader = connect.engines(settings.db_url, busy_timeout=settings.db_busy_timeout)
     try:
         before = migrate.current_revision(writer)
         migrate.upgrade(writer)
