@@ -52,13 +52,11 @@ class Schedule:
 
     def ticks(self, after: datetime, until: datetime) -> Iterator[datetime]:
         """Fire times strictly after `after` and up to `until` (both aware), as UTC."""
-        from cronsim import CronSim
-
-        zone = ZoneInfo(self.timezone)
-        for moment in CronSim(self.cron, after.astimezone(zone)):
-            if moment > until:
+        end = until.astimezone(UTC)
+        for moment in self._walk(after):
+            if moment > end:
                 return
-            yield moment.astimezone(UTC)
+            yield moment
 
     def due(self, after: datetime | None, now: datetime) -> tuple[list[datetime], int]:
         """The ticks to create at `now`, oldest first, and how many missed ones were dropped.
@@ -71,18 +69,14 @@ class Schedule:
         """
         if after is None:
             return [], 0
-        from cronsim import CronSim
-
-        zone = ZoneInfo(self.timezone)
         wanted = self.max_catchup if self.catchup else 1
         found: list[datetime] = []
-        start = (now + timedelta(microseconds=1)).astimezone(zone)
         dropped = 0
-        for moment in CronSim(self.cron, start, reverse=True):
+        for moment in self._walk(now, reverse=True):
             if moment <= after:
                 break
             if len(found) < wanted:
-                found.append(moment.astimezone(UTC))
+                found.append(moment)
             else:
                 dropped += 1
                 if dropped >= _COUNT_LIMIT:
@@ -92,22 +86,48 @@ class Schedule:
 
     def next_ticks(self, after: datetime, count: int) -> list[datetime]:
         """The next `count` fire times after `after`, in the schedule's timezone."""
-        from cronsim import CronSim
-
         zone = ZoneInfo(self.timezone)
         found = []
-        for moment in CronSim(self.cron, after.astimezone(zone)):
-            found.append(moment)
+        for moment in self._walk(after):
+            found.append(moment.astimezone(zone))
             if len(found) == count:
                 break
         return found
 
     def previous_tick(self, before: datetime) -> datetime:
         """The latest fire time at or before `before`, as UTC."""
+        return next(iter(self._walk(before, reverse=True)))
+
+    def _walk(self, anchor: datetime, *, reverse: bool = False) -> Iterator[datetime]:
+        """Fire times strictly after `anchor` (reverse: at or before it, newest first), as UTC.
+
+        cronsim walks wall-clock time. In the hour an autumn fall-back repeats,
+        an anchor on the second pass (fold=1) has the same wall time as an
+        instant an hour earlier, so walking from it would yield that hour's
+        first-pass ticks as still ahead (forward: ticks before `anchor`) or
+        never (reverse: a tick already due is missed, and an older one fires
+        instead). So the walk starts on the far side of the repeated hour and
+        compares instants, never wall times.
+        """
         from cronsim import CronSim
 
-        start = (before + timedelta(microseconds=1)).astimezone(ZoneInfo(self.timezone))
-        return next(iter(CronSim(self.cron, start, reverse=True))).astimezone(UTC)
+        zone = ZoneInfo(self.timezone)
+        at = anchor.astimezone(UTC)
+        local = at.astimezone(zone)
+        shift = timedelta(0)
+        if local.fold:
+            first, second = local.replace(fold=0).utcoffset(), local.utcoffset()
+            if first is not None and second is not None:
+                shift = abs(first - second)
+        if reverse:
+            start = (at + shift + timedelta(microseconds=1)).astimezone(zone)
+        else:
+            start = (at - shift).astimezone(zone)
+        for moment in CronSim(self.cron, start, reverse=reverse):
+            instant = moment.astimezone(UTC)
+            if (instant > at) if reverse else (instant <= at):
+                continue
+            yield instant
 
 
 #: Counting dropped catchup ticks stops here (an every-second schedule down for a week).
