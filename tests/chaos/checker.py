@@ -69,8 +69,14 @@ def check_run(settings: Settings, run_id: str, *, status: str = "succeeded") -> 
             )
             if not task_runs:
                 problem(f"run {run_id} has no task runs")
+            mapped = {node for _, node, index, _, _ in task_runs if index >= 0}
             for tr_id, node, index, state, output in task_runs:
                 label = f"{node}[{index}]" if index >= 0 else node
+                if index < 0 and node in mapped:
+                    # A map's parent row only groups its items: no attempt, no output.
+                    if state in ("queued", "running", "pending", "retrying"):
+                        problem(f"{label}: map left {state} after the run ended")
+                    continue
                 _check_task_run(conn, verdict, run_id, tr_id, label, state, output, status)
             kinds = [
                 k

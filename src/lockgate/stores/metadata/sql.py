@@ -114,7 +114,7 @@ class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMet
             )
         if "locked" in text or "busy" in text:
             return MetadataBusyError(
-                f"metadata DB busy: waited {self.busy_timeout:.0f} s for the write lock on "
+                f"metadata DB busy: waited {self.busy_timeout:g} s for the write lock on "
                 f"{where}; another process holds it. Retry when it finishes, or use "
                 "PostgreSQL (LOCKGATE_DB_URL) for many concurrent writers."
             )
