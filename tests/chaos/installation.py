@@ -17,26 +17,50 @@ PIPELINE = Path(__file__).with_name("thirty.py")
 
 
 class Installation:
-    """A LOCKGATE_HOME (SQLite unless `db_url`) with the chaos pipeline beside it."""
+    """A LOCKGATE_HOME (SQLite unless `db_url`) with pipeline files beside it.
 
-    def __init__(self, root: Path, *, db_url: str | None = None) -> None:
+    `files` maps file names to pipeline source (default: the 30-node thirty.py);
+    `env` overrides the environment every command gets (fast heartbeats by
+    default, so a killed coordinator's run goes stale within a second).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        db_url: str | None = None,
+        files: dict[str, str] | None = None,
+        **env: str,
+    ) -> None:
         self.root = root
         self.marks = root / "marks"
         self.marks.mkdir(parents=True, exist_ok=True)
-        (root / "thirty.py").write_text(PIPELINE.read_text())
+        for name, source in (files or {"thirty.py": PIPELINE.read_text()}).items():
+            (root / name).write_text(source)
         self.tag = uuid.uuid4().hex  # finds this installation's processes
-        self.env = {
-            **os.environ,
-            "LOCKGATE_HOME": str(root / "home"),
-            "LOCKGATE_HEARTBEAT_INTERVAL": "0.2",
-            "LOCKGATE_HEARTBEAT_TIMEOUT": "1",
-            "CHAOS_MARKS": str(self.marks),
-            "LOCKGATE_TEST_TAG": self.tag,
-        }
-        for name in ("LOCKGATE_DB_URL", "LOCKGATE_ARTIFACT_ROOT", "LOCKGATE_FAILPOINTS"):
+        self.env = {**os.environ}
+        for name in (
+            "LOCKGATE_DB_URL",
+            "LOCKGATE_ARTIFACT_ROOT",
+            "LOCKGATE_LOGS_ROOT",
+            "LOCKGATE_FAILPOINTS",
+            "LOCKGATE_DB_BUSY_TIMEOUT",
+            "LOCKGATE_CONFIG",
+        ):
             self.env.pop(name, None)
+        self.env.update(
+            {
+                "LOCKGATE_HOME": str(root / "home"),
+                "LOCKGATE_HEARTBEAT_INTERVAL": "0.2",
+                "LOCKGATE_HEARTBEAT_TIMEOUT": "1",
+                "CHAOS_MARKS": str(self.marks),
+                "LOCKGATE_TEST_TAG": self.tag,
+                **env,
+            }
+        )
         if db_url:
             self.env["LOCKGATE_DB_URL"] = db_url
+        self.db = root / "home" / "lockgate.db"
 
     @property
     def settings(self) -> Settings:

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from checker import check_run
+from checker import check_run, max_overlap
 
 from lockgate.model.states import EventKind
 from lockgate.service.config import Settings
@@ -41,15 +41,6 @@ def every_second(logical_date: str = "none"):
 """
 
 T0 = 1_900_000_000.0  # a whole second, far from now: nothing but this race has ticks
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = now = 0
-    for _, step in points:
-        now += step
-        best = max(best, now)
-    return best
 
 
 def trigger(env: dict[str, str], root: Path, key: str) -> None:

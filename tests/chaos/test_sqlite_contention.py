@@ -24,20 +24,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from checker import check_run
+from checker import check_run, max_overlap
+from installation import Installation
 
-from lockgate.service.config import Settings
-
-LOCKGATE = str(Path(sys.executable).with_name("lockgate"))
 RUNS = 8
 WIDTH = 40
 #: Task runs per run: the `work` nodes, then `total`. (Independent nodes, not
@@ -69,50 +65,13 @@ def fan():
 """
 
 
-class Home:
+class Home(Installation):
     """One LOCKGATE_HOME in a temp dir with the fan-out pipeline beside it."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        (root / "fan.py").write_text(PIPELINE)
-        self.env = {
-            **os.environ,
-            "LOCKGATE_HOME": str(root / "home"),
-            # Fast heartbeats: one more writer per run contending for the lock.
-            "LOCKGATE_HEARTBEAT_INTERVAL": "0.25",
-            "LOCKGATE_HEARTBEAT_TIMEOUT": "20",
-        }
-        for name in (
-            "LOCKGATE_DB_URL",
-            "LOCKGATE_ARTIFACT_ROOT",
-            "LOCKGATE_LOGS_ROOT",
-            "LOCKGATE_FAILPOINTS",
-            "LOCKGATE_DB_BUSY_TIMEOUT",
-            "LOCKGATE_CONFIG",
-        ):
-            self.env.pop(name, None)
-        self.settings = Settings.from_env(self.env)
-        self.db = root / "home" / "lockgate.db"
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [LOCKGATE, *args],
-            cwd=self.root,
-            env={**self.env, **env},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def run(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [LOCKGATE, *args],
-            cwd=self.root,
-            env={**self.env, **env},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        # Fast heartbeats: one more writer per run contending for the lock.
+        heartbeats = {"LOCKGATE_HEARTBEAT_INTERVAL": "0.25", "LOCKGATE_HEARTBEAT_TIMEOUT": "20"}
+        super().__init__(root, files={"fan.py": PIPELINE}, **heartbeats)
 
     def count(self, sql: str) -> int:
         with contextlib.closing(sqlite3.connect(self.db)) as conn:
@@ -203,12 +162,7 @@ def most_at_once(home: Home, run_ids: list[str]) -> int:
             conn.execute("SELECT min(at), max(at) FROM events WHERE run_id = ?", (r,)).fetchone()
             for r in run_ids
         ]
-    edges = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
-    now = most = 0
-    for _, step in edges:
-        now += step
-        most = max(most, now)
-    return most
+    return max_overlap(spans)
 
 
 def logs_problems(home: Home) -> list[str]:
