@@ -91,9 +91,17 @@ def table() -> str:
         "| scenario | iterations | failures | duplicates found | records verified |",
         "|---|---:|---:|---:|---:|",
     ]
+    # Tests that share a row name (one scenario split over several tests) add up.
+    merged: dict[str, Scenario] = {}
+    for r in _rows:
+        row = merged.setdefault(r.name, Scenario(r.name))
+        row.iterations += r.iterations
+        row.failures += r.failures
+        row.duplicates += r.duplicates
+        row.verified += r.verified
     lines += [
         f"| {r.name} | {r.iterations} | {r.failures} | {r.duplicates} | {r.verified} |"
-        for r in _rows
+        for r in sorted(merged.values(), key=lambda r: r.name)
     ]
     return "\n".join(lines) + "\n"
 

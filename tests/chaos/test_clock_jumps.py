@@ -272,7 +272,7 @@ def _iso(ticks: list[dt.datetime]) -> list[str]:
 
 
 @pytest.mark.timeout(1200)  # the full (make chaos) size
-@pytest.mark.scenario("clock jumps: scheduler ticks")
+@pytest.mark.scenario("9. clock jumps: each scheduler tick once")
 def test_clock_jumps_neither_replay_nor_skip_ticks(chaos, template, monkeypatch):
     # Each queued run records the Git commit of the pipeline file: a subprocess per
     # tick that has nothing to do with ticks (the project is not in a repository).

@@ -3,7 +3,8 @@
 Each iteration starts one run of the 30-node pipeline (thirty.py) and kills
 its coordinator: at a named failpoint (before a task starts, between an
 artifact's temp write, fsync, rename and the commit, before or after a
-database commit) or after a random delay. Some recoveries are killed too.
+database commit) or once a random number of nodes has started. Some
+recoveries are killed too.
 `lockgate recover` then finishes the run under the same id, and the checker
 asserts every node committed exactly once, nothing duplicated, the record
 verifies, and no user code ran without an attempt on record.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,31 +31,33 @@ NODES = [
     *(f"pair{suffix}" for suffix in ["", "_2", "_3", "_4"]),
     "report",
 ]
-NODE_POINTS = [
-    "task.before_start",
-    "task.after_return_before_commit",
+TASK_POINTS = ["task.before_start", "task.after_return_before_commit"]
+ARTIFACT_POINTS = [
     "artifact.after_tmp_write",
     "artifact.after_fsync_before_rename",
     "artifact.after_rename_before_db",
 ]
+BLOB_NODES = ["load", "feature_7", "feature_8"]  # outputs over the inline limit: blob files
 COMMIT_POINTS = ["db.before_commit", "db.after_commit_before_ack"]
 TERMINAL = ("succeeded", "failed", "cancelled", "gate_failed")
 
 
-def fault(rng, executor: str) -> tuple[str, dict[str, str], float | None]:
-    """A description, the failpoint environment, or a delay for a timed kill."""
-    kind = rng.choice(["node", "commit", "timed"])
+def fault(rng, executor: str) -> tuple[str, dict[str, str], int | None]:
+    """A description, the failpoint environment, or how many nodes start before a kill."""
+    kind = rng.choice(["task", "artifact", "commit", "progress"])
     seed = str(rng.randrange(2**31))
-    if kind == "node":
-        # On the process executor the other points fire in a worker (scenario 2's fault).
-        points = NODE_POINTS if executor == "inline" else ["task.after_return_before_commit"]
-        point, node = rng.choice(points), rng.choice(NODES)
-        spec = f"{point}@{node}:kill"
+    if kind == "task" or (kind == "artifact" and executor != "inline"):
+        # On the process executor task.before_start and the artifact points fire in
+        # a worker (scenario 2's fault), so only the coordinator's own point is used.
+        points = TASK_POINTS if executor == "inline" else TASK_POINTS[1:]
+        spec = f"{rng.choice(points)}@{rng.choice(NODES)}:kill"
+    elif kind == "artifact":
+        spec = f"{rng.choice(ARTIFACT_POINTS)}@{rng.choice(BLOB_NODES)}:kill"
     elif kind == "commit":
-        spec = f"{rng.choice(COMMIT_POINTS)}:kill:{rng.uniform(0.005, 0.03):.4f}"
+        spec = f"{rng.choice(COMMIT_POINTS)}:kill:{rng.uniform(0.01, 0.06):.4f}"
     else:
-        delay = rng.uniform(0.3, 2.5)
-        return f"SIGKILL after {delay:.2f} s ({executor})", {}, delay
+        started = rng.randint(1, len(NODES) - 1)
+        return f"SIGKILL once {started} nodes started ({executor})", {}, started
     env = {"LOCKGATE_FAILPOINTS": spec, "LOCKGATE_CHAOS_SEED": seed}
     return f"{spec} seed {seed} ({executor})", env, None
 
@@ -68,18 +70,19 @@ def test_killed_coordinators_recover_with_every_node_committed_once(chaos, tmp_p
     kills = 0
     for index in range(chaos.size(short=4, full=100)):
         executor = rng.choice(["inline", "inline", "process"])
-        what, env, delay = fault(rng, executor)
+        what, env, started = fault(rng, executor)
         before = site.run_ids()
         argv = ["run", "thirty.py:thirty", "--executor", executor, "--json", "-p", f"seed={index}"]
-        if delay is None:
+        if started is None:
             first = site.run(*argv, **env)
             killed, stderr = first.returncode == -signal.SIGKILL, first.stderr
         else:
+            marks = len(list(site.marks.iterdir()))
             process = site.start(*argv)
-            try:
-                process.wait(timeout=delay)
-            except subprocess.TimeoutExpired:  # still running: the moment to kill it
-                process.send_signal(signal.SIGKILL)
+            # Kill at a random point of progress: once that many nodes' code has started.
+            while process.poll() is None and len(list(site.marks.iterdir())) - marks < started:
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
             stderr = process.communicate(timeout=60)[1]
             killed = process.returncode == -signal.SIGKILL
         kills += killed

@@ -258,7 +258,7 @@ def one_iteration(
 
 
 @pytest.mark.timeout(1200)  # the full (make chaos) size
-@pytest.mark.scenario("corrupted artifact")
+@pytest.mark.scenario("7. corrupted artifacts: detected, verified, never read")
 def test_corrupted_blobs_are_found_refused_on_read_and_healed_by_a_new_run(
     chaos, tmp_path: Path
 ) -> None:

@@ -242,7 +242,7 @@ def one_iteration(workdir: Path, mountpoint: Path, rng_pick: dict) -> tuple[list
 
 
 @pytest.mark.timeout(600)  # the full (make chaos) size
-@pytest.mark.scenario("disk full while writing an artifact")
+@pytest.mark.scenario("6. disk full while writing an artifact")
 def test_disk_full_fails_cleanly_and_resume_finishes_the_run(chaos, tmp_path: Path) -> None:
     rng = chaos.rng()
     with small_tmpfs(tmp_path / "small") as mountpoint:

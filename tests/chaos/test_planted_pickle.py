@@ -67,7 +67,7 @@ def blob_path(site: Installation, sha256: str) -> Path:
     return site.root / "home" / "artifacts" / "sha256" / sha256[:2] / sha256
 
 
-@pytest.mark.scenario("planted pickle in the artifact store")
+@pytest.mark.scenario("bad input: a pickle planted in the artifact store")
 @pytest.mark.timeout(600)
 def test_a_planted_pickle_is_never_unpickled(chaos, tmp_path: Path):
     site = Installation(tmp_path)

@@ -215,7 +215,7 @@ def hold_write_lock(home: Home) -> list[str]:
 
 
 @pytest.mark.timeout(1200)  # the full (make chaos) size
-@pytest.mark.scenario("SQLite: 8 concurrent runs writing events")
+@pytest.mark.scenario("5. SQLite: 8 concurrent runs writing events")
 def test_concurrent_runs_on_one_sqlite_file_lose_nothing(chaos, tmp_path: Path):
     home = Home(tmp_path)
     all_runs: list[str] = []

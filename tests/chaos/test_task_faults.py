@@ -248,7 +248,7 @@ def one_iteration(workdir: Path, rng: random.Random) -> tuple[list[str], int, in
 
 
 @pytest.mark.timeout(600)  # the full (make chaos) size
-@pytest.mark.scenario("hung, out-of-memory and os._exit tasks")
+@pytest.mark.scenario("8. hung, out-of-memory and os._exit tasks")
 def test_hung_oom_and_crashing_tasks_fail_cleanly_beside_a_healthy_sibling(
     chaos, tmp_path: Path
 ) -> None:
