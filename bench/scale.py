@@ -167,9 +167,7 @@ def main() -> None:
         print(f"{name:<52}{value:>12}  {note}", flush=True)
 
     print(f"lockgate scale benchmark: {args.nodes:,} nodes, median of {args.repeat}\n")
-    baseline = statistics.median(
-        fresh(BASELINE, args.nodes)["seconds"] for _ in range(args.repeat)
-    )
+    baseline = statistics.median(fresh(BASELINE, args.nodes)["seconds"] for _ in range(args.repeat))
     row(f"baseline: {args.nodes:,} dicts built, ordered, hashed", f"{baseline:.2f} s")
     for shape in ("chain", "fan"):
         runs = [fresh(GRAPH, args.nodes, shape) for _ in range(args.repeat)]
