@@ -155,7 +155,9 @@ class Driver:
             self.units[view.unit.tr_id] = view.unit
             self.units.update((item.tr_id, item) for item in view.items)
         for view in self.nodes.values():
-            view.waiting = sum(not self.nodes[u].state.done_ok for u in view.node.upstream)
+            view.waiting = sum(
+                not self.nodes[u].state.done_ok for u in self.graph.upstream(view.node.id)
+            )
         self.ready: deque[str] = deque(
             n for n, v in self.nodes.items() if v.waiting == 0 and v.state is TaskState.PENDING
         )

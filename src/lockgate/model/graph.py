@@ -8,6 +8,7 @@ task's source, an argument or an edge gives a new pipeline version.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import itertools
 import json
 from collections.abc import Iterator, Mapping
@@ -97,8 +98,12 @@ class Graph:
         self.nodes: dict[str, Node] = dict(nodes)
         self.output = output
         self._downstream: dict[str, list[str]] = {node_id: [] for node_id in self.nodes}
+        # Each node's upstream walks its arguments; done once here, not per question.
+        self._upstream: dict[str, tuple[str, ...]] = {
+            node_id: node.upstream for node_id, node in self.nodes.items()
+        }
         for node in self.nodes.values():
-            for up in node.upstream:
+            for up in self._upstream[node.id]:
                 if up not in self.nodes:
                     raise GraphError(
                         f"pipeline {pipeline!r}: node {node.id!r} depends on {up!r}, "
@@ -119,7 +124,7 @@ class Graph:
 
     def upstream(self, node_id: str) -> tuple[str, ...]:
         """Ids of the nodes `node_id` waits for."""
-        return self.nodes[node_id].upstream
+        return self._upstream[node_id]
 
     def downstream(self, node_id: str) -> tuple[str, ...]:
         """Ids of the nodes that wait for `node_id`."""
@@ -144,7 +149,7 @@ class Graph:
     @cached_property
     def roots(self) -> tuple[str, ...]:
         """Nodes with nothing upstream."""
-        return tuple(n for n in self.order if not self.nodes[n].upstream)
+        return tuple(n for n in self.order if not self._upstream[n])
 
     def to_dict(self) -> dict[str, Any]:
         """Canonical JSON data: what is hashed into the version and stored."""
@@ -169,21 +174,21 @@ class Graph:
 
     def _topological_order(self) -> tuple[str, ...]:
         # Kahn's algorithm, taking ready nodes in trace order so the order is
-        # stable and reads like the pipeline body.
-        position = {node_id: i for i, node_id in enumerate(self.nodes)}
-        waiting = {node_id: len(node.upstream) for node_id, node in self.nodes.items()}
-        ready = sorted((n for n, count in waiting.items() if count == 0), key=position.__getitem__)
+        # stable and reads like the pipeline body. A heap of trace positions keeps
+        # it O(E + V log V): re-sorting the ready list was quadratic for a wide fan-out.
+        ids = list(self.nodes)
+        position = {node_id: i for i, node_id in enumerate(ids)}
+        waiting = {node_id: len(self._upstream[node_id]) for node_id in ids}
+        ready = [position[n] for n, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
         order: list[str] = []
         while ready:
-            current = ready.pop(0)
+            current = ids[heapq.heappop(ready)]
             order.append(current)
-            released = []
             for down in self._downstream[current]:
                 waiting[down] -= 1
                 if waiting[down] == 0:
-                    released.append(down)
-            if released:
-                ready = sorted(ready + released, key=position.__getitem__)
+                    heapq.heappush(ready, position[down])
         if len(order) != len(self.nodes):
             raise CycleError(self._describe_cycle(set(self.nodes) - set(order)))
         return tuple(order)

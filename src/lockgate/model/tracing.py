@@ -175,8 +175,11 @@ class GraphBuilder:
         # lockgate's own steps (lg.evaluate's `evaluate`) may share a name with a user's
         # task, as they always could: ids stay distinct (`evaluate_2`) and neither
         # side can rename the other.
-        builtin = _builtin(first) or _builtin(task)
-        if first is not task and first.version != task.version and not builtin:
+        if (
+            first is not task
+            and first.version != task.version
+            and not (_builtin(first) or _builtin(task))
+        ):
             raise GraphError(
                 f"task name {task.name!r} is defined twice in pipeline {self.pipeline!r} "
                 f"(at {_where_defined(first)} and {_where_defined(task)}); node ids, logs and "
