@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help venv demo test lint bench chaos clean
+.PHONY: help venv demo test lint bench bench-peers chaos clean
 
 help:
 	@echo "make demo   install and run lockgate demo: the examples end to end on the embedded default"
 	@echo "make test   install with test extras (and PostgreSQL, Redis, Chromium when root), lint, run the tests"
 	@echo "make lint   ruff, import-linter (layers) and mypy"
 	@echo "make bench  run the benchmarks in bench/"
+	@echo "make bench-peers  lockgate vs Prefect, Dagster, Luigi, Airflow, Hamilton, Ray (~25 min; bench/results/peers.md)"
 	@echo "make chaos  the long reliability suite (tests/chaos, LOCKGATE_CHAOS=full) and its table"
 
 $(BIN)/python:
@@ -46,6 +47,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/scaleout.py
 
+# The same workloads in lockgate and in other orchestrators, each peer in its own
+# virtual environment under bench/.venvs/ (made on first use, pinned versions).
+# Writes bench/results/peers.md. ARGS="--quick --peers prefect,luigi" while developing.
+bench-peers: $(STAMP)
+	$(BIN)/python bench/peers/run.py $(ARGS)
+
 # The long version of every fault scenario and fuzz suite in tests/chaos (make test runs
 # the short one). Prints the table and keeps it in bench/results/chaos.md. Replay a
 # failure with the LOCKGATE_CHAOS_SEED it prints.
@@ -55,4 +62,4 @@ chaos: $(STAMP)
 		$(BIN)/pytest tests/chaos tests/server/test_openapi_schemathesis.py -o timeout=3600
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate lockgate-demo
+	rm -rf $(VENV) bench/.venvs .pytest_cache .mypy_cache .ruff_cache examples/*/.lockgate lockgate-demo
