@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/messages.py
 	$(BIN)/python bench/stats.py
 	$(BIN)/python bench/scaleout.py
+	$(BIN)/python bench/scale.py
 
 # The same workloads in lockgate and in other orchestrators, each peer in its own
 # virtual environment under bench/.venvs/ (made on first use, pinned versions).

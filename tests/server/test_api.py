@@ -109,6 +109,15 @@ def test_finished_follow_stream_replays_the_output_then_ends(api):
         jsonschema.validate(event, schema)
 
 
+def test_following_a_node_an_ended_run_never_had_is_a_404_not_a_stream(api):
+    # Found by the REST fuzzing: the stream used to send an undocumented `error` event.
+    run_id = api.run("nightly", size=4).run_id
+    response = api.get(f"/api/v1/runs/{run_id}/logs/stream?node=no_such_node")
+    assert response.status_code == 404, response.text
+    assert body(response)["error"] == "node_not_found"
+    assert "no_such_node" in body(response)["detail"]
+
+
 def test_cancel_and_resume_through_the_queue(api):
     queued = body(api.post("/api/v1/pipelines/nightly/runs", {}))["run_id"]
     cancelled = api.post(f"/api/v1/runs/{queued}/cancel")

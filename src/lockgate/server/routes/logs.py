@@ -48,8 +48,11 @@ def logs(run_id: str, state: State, node: Node = None, attempt: Number = None) -
 SSE_EVENT = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "enum": ["log", "end"]},
-        "data": {"type": "string", "description": "JSON: {node, attempt, text} or {status}"},
+        "event": {"type": "string", "enum": ["log", "end", "error"]},
+        "data": {
+            "type": "string",
+            "description": "JSON: {node, attempt, text}, {status}, or {error, detail}",
+        },
     },
     "required": ["event", "data"],
 }
@@ -67,9 +70,13 @@ def follow_logs(
     """Follow the run's output as server-sent events until the run ends.
 
     Each `log` event's data is JSON `{"node", "attempt", "text"}`; a last
-    `end` event carries `{"status"}` of the ended run.
+    `end` event carries `{"status"}` of the ended run. A node the run never
+    had is a 404 if the run has ended, else a last `error` event
+    (`{"error": "node_not_found", "detail"}`) once it ends without that node.
     """
-    state.workspace.metadata.get_run(run_id)  # 404 now, not inside the stream
+    run = state.workspace.metadata.get_run(run_id)  # 404 now, not inside the stream
+    if run.status.terminal:
+        attempt_logs(state.workspace, run_id, node, attempt)  # an unknown node: 404 now
     return StreamingResponse(
         _events(state.workspace, run_id, node, attempt),
         media_type="text/event-stream",
