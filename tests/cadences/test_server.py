@@ -10,12 +10,12 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from servers import ServerProcess
 
 import lockgate as lg
 from lockgate.cli.main import cli
 from lockgate.errors import ApiError
 from lockgate.model.states import EventKind, RunState
+from servers import ServerProcess
 
 PIPELINES = """
 import os
