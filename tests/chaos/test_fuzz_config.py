@@ -280,7 +280,12 @@ def mutated(draw: st.DrawFn) -> Mutated:
         raw = text.encode()
         junk = draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xef\xbb\xbf"]))
         return Mutated(kind, raw[:position] + junk + raw[position:], None, None, False)
-    index = draw(st.integers(0, len(config.entries) - 1))
+    # An out-of-range value needs an entry that has a range: pick one when there is.
+    ranged = [i for i, e in enumerate(config.entries) if e.kind in OUT_OF_RANGE]
+    if kind == "range" and ranged:
+        index = draw(st.sampled_from(ranged))
+    else:
+        index = draw(st.integers(0, len(config.entries) - 1))
     entry = config.entries[index]
     if kind == "unknown key":
         key = draw(st.sampled_from(["typo", "schedule", "timezone", "hots", "prot", "cron"]))

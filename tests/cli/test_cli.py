@@ -300,9 +300,9 @@ def test_every_command_module_is_reachable_by_name():
     # would silently vanish from `lockgate --help`.
     import click
 
-    from lockgate.cli import cadences, demo, gateway, lifecycle, main, observe, routes
+    from lockgate.cli import audit, cadences, demo, gateway, lifecycle, main, observe, routes
 
-    modules = (cadences, demo, gateway, lifecycle, observe, routes)
+    modules = (audit, cadences, demo, gateway, lifecycle, observe, routes)
     defined = {c.name for m in modules for c in m.COMMANDS}
     assert defined == set(main.LAZY_COMMANDS)
     ctx = click.Context(cli)
