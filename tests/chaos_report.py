@@ -55,13 +55,17 @@ class Scenario:
             self.failures += 1
             self.problems.extend(f"iteration {self.iterations}: {p}" for p in problems)
 
+    def summary(self) -> str:
+        """How many iterations failed, the first problems, and the seed that replays them."""
+        return (
+            f"{self.failures} of {self.iterations} iterations of {self.name!r} failed "
+            f"(replay: LOCKGATE_CHAOS_SEED={self.seed}):\n" + "\n".join(self.problems[:20])
+        )
+
     def check(self) -> None:
         """Fail the test if any iteration failed, naming the seed to replay it."""
         assert self.iterations > 0, f"scenario {self.name!r} ran no iteration"
-        assert not self.problems, (
-            f"{self.failures} of {self.iterations} iterations failed "
-            f"(replay: LOCKGATE_CHAOS_SEED={self.seed}):\n" + "\n".join(self.problems[:20])
-        )
+        assert not self.problems, self.summary()
 
 
 _rows: list[Scenario] = []

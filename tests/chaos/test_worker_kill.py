@@ -125,4 +125,5 @@ def test_a_killed_worker_is_retried_and_other_runs_are_untouched(chaos, tmp_path
                 if slow != expected:
                     problems.append(f"victim's slow attempts are {slow}, expected {expected}")
         chaos.record(problems, duplicates=duplicates, verified=verified)
-    chaos.check()
+    assert chaos.iterations == chaos.size(short=1, full=10)
+    assert chaos.failures == 0, chaos.summary()
