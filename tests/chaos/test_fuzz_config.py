@@ -426,6 +426,8 @@ def test_environment_variables_load_or_fail_naming_the_variable(chaos, tmp_path)
                 problems.append(f"{_short(env)}: home {settings_.home!r}")
             if not (0 < settings_.heartbeat_interval < settings_.heartbeat_timeout < math.inf):
                 problems.append(f"{_short(env)}: heartbeats {settings_}")
+            if not 0 <= settings_.db_sync_interval < math.inf:
+                problems.append(f"{_short(env)}: sync interval {settings_.db_sync_interval}")
         chaos.record(problems)
 
     prop()

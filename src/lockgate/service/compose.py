@@ -44,7 +44,11 @@ class Workspace:
         """The metadata store (migrated if new)."""
         from lockgate.stores.metadata.sql import SqlMetadataStore
 
-        return SqlMetadataStore(self.settings.db_url, busy_timeout=self.settings.db_busy_timeout)
+        return SqlMetadataStore(
+            self.settings.db_url,
+            busy_timeout=self.settings.db_busy_timeout,
+            sync_interval=self.settings.db_sync_interval,
+        )
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

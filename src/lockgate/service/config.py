@@ -10,6 +10,9 @@ LOCKGATE_ARTIFACT_ROOT        artifact store root, a path or fsspec URL
 LOCKGATE_LOGS_ROOT            captured task output (default: LOCKGATE_HOME/logs)
 LOCKGATE_DB_BUSY_TIMEOUT      seconds a SQLite writer waits for another's write lock
                               before failing with MetadataBusyError (default 30)
+LOCKGATE_DB_SYNC_INTERVAL     at most how many seconds a run's task transitions wait
+                              for their (shared) fsync on SQLite; 0 fsyncs every
+                              commit (default 0.05, see docs/failures.md)
 LOCKGATE_HEARTBEAT_INTERVAL   seconds between a coordinator's heartbeats (default 5)
 LOCKGATE_HEARTBEAT_TIMEOUT    a running run whose heartbeat is older is stale:
                               its coordinator is presumed dead (default 30)
@@ -35,6 +38,7 @@ _VARIABLES = (
     "LOCKGATE_ARTIFACT_ROOT",
     "LOCKGATE_LOGS_ROOT",
     "LOCKGATE_DB_BUSY_TIMEOUT",
+    "LOCKGATE_DB_SYNC_INTERVAL",
     "LOCKGATE_HEARTBEAT_INTERVAL",
     "LOCKGATE_HEARTBEAT_TIMEOUT",
     "LOCKGATE_RAY_ADDRESS",
@@ -53,6 +57,7 @@ class Settings:
     heartbeat_timeout: float = 30.0
     ray_address: str | None = None
     db_busy_timeout: float = 30.0
+    db_sync_interval: float = 0.05
 
     @classmethod
     def from_env(
@@ -108,16 +113,20 @@ class Settings:
             heartbeat_timeout=timeout,
             ray_address=env.get("LOCKGATE_RAY_ADDRESS") or project.executor.ray_address,
             db_busy_timeout=_seconds(env, "LOCKGATE_DB_BUSY_TIMEOUT", 30.0),
+            db_sync_interval=_seconds(env, "LOCKGATE_DB_SYNC_INTERVAL", 0.05, zero=True),
         )
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero: bool = False) -> float:
     if name not in env:
         return default
     try:
         value = float(env[name])
     except ValueError:
         raise ConfigError(f"{name}={env[name]!r} is not a number of seconds") from None
+    if zero and value == 0:
+        return value
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={env[name]!r} must be a positive number of seconds")
+        kind = "zero or a positive" if zero else "a positive"
+        raise ConfigError(f"{name}={env[name]!r} must be {kind} number of seconds")
     return value

@@ -33,6 +33,20 @@ class Fenced(Exception):
     """A fenced write matched no row; the message says which."""
 
 
+def transitions_only(batch: WriteBatch) -> bool:
+    """True when `batch` holds only task transitions: nothing a user is told was recorded.
+
+    Such a batch may wait for the group fsync (see `walsync`); gate decisions,
+    registrations, alias moves and the named versions an output creates may not.
+    """
+    return not (
+        batch.gate_decisions
+        or batch.registrations
+        or batch.alias_moves
+        or any(r.named is not None for r in batch.finishes)
+    )
+
+
 def apply(conn: sa.Connection, st: Statements, run_id: str, batch: WriteBatch) -> None:
     """Apply `batch` on `conn` (inside a transaction).
 

@@ -1,7 +1,8 @@
 """Database engines: SQLite pragmas, BEGIN IMMEDIATE for writers, redacted URLs.
 
 SQLite runs in WAL mode with `synchronous=FULL` (a commit survives power
-loss), foreign keys on, and a busy timeout. Writers and readers use separate
+loss; the store relaxes it for the driver's task transitions only, see
+`walsync`), foreign keys on, and a busy timeout. Writers and readers use separate
 engines: writers begin with `BEGIN IMMEDIATE` so they queue for the lock up
 front instead of failing halfway; readers use deferred transactions and
 never block writers in WAL mode. A transaction on the writer engine that only
@@ -102,9 +103,20 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float, begin: str) -> sa.Engine:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
-        connection.exec_driver_sql("BEGIN" if read_only else begin)
+        # On the DBAPI connection: through exec_driver_sql this costs ~40 µs more,
+        # on every task's commit.
+        connection.connection.driver_connection.execute("BEGIN" if read_only else begin)
 
     return engine
+
+
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of a SQLite file database, else None."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    # Absolute: the WAL syncer's thread opens it later, perhaps after a chdir.
+    return str(Path(parsed.database).absolute())
 
 
 def redact(url: str) -> str:
