@@ -14,9 +14,13 @@ Invariants:
   computed; nothing here joins user text into a path.
 - Local reads never follow a symlink below the root (`O_NOFOLLOW` on every
   component), so a link planted in the store cannot redirect a read.
-- A name already holding the right bytes is not written again; a name held
-  by wrong bytes or a symlink is replaced, so re-running the producer heals
-  a corrupt blob.
+- A name this process knows holds the right bytes (`verified`) is left
+  alone; otherwise publishing renames the new blob over whatever holds the
+  name: the same bytes, wrong bytes or a symlink. Re-running the producer so
+  heals a corrupt blob, without hashing what was there first.
+- `LocalBlobs` tells the store which blobs this process already verified
+  (`known_intact`), tied to the file's identity, so a read of a blob it
+  wrote or hashed need not hash it again; `verified` says why that is sound.
 """
 
 from __future__ import annotations
@@ -28,13 +32,15 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from lockgate import failpoints
 from lockgate.errors import ArtifactError, ArtifactStoreFull
+from lockgate.stores.artifacts import verified
 
 __all__ = [
     "TEMP_PREFIX",
@@ -52,6 +58,8 @@ TEMP_PREFIX = ".tmp-"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _SHARD = re.compile(r"[0-9a-f]{2}")
 _CHUNK = 1 << 20
+# Below this, starting a thread costs more than hashing beside the write saves.
+_PARALLEL_HASH_MIN = 1 << 20
 # EFBIG is what a file-size cap (RLIMIT_FSIZE, a filesystem's maximum) gives:
 # to the user it is the same "no room for this blob" as a full disk.
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
@@ -63,7 +71,13 @@ class UnsafeBlob(Exception):  # internal signal, reported as ArtifactCorrupted
 
 
 class HashingSink:
-    """Passes bytes to `write` while hashing and counting them."""
+    """Passes bytes to `write` while hashing and counting them.
+
+    A large chunk is hashed on a helper thread while `write` runs: sha256
+    and file writes both release the GIL, so on two cores a big blob costs
+    about the longer of the two instead of their sum. Every chunk is hashed
+    and written before `write` returns, as if done one after the other.
+    """
 
     def __init__(self, write: Callable[[memoryview], object]) -> None:
         self._write = write
@@ -73,14 +87,42 @@ class HashingSink:
     def write(self, data: bytes | memoryview, /) -> int:
         """Hash and forward all of `data`; return its length."""
         view = memoryview(data).cast("B")
-        self._hash.update(view)
-        self._write(view)
+        if view.nbytes < _PARALLEL_HASH_MIN:
+            self._hash.update(view)
+            self._write(view)
+        else:
+            hasher = _Hasher(self._hash, view)
+            try:
+                self._write(view)
+            finally:
+                hasher.finish()
         self.size += view.nbytes
         return view.nbytes
 
     def hexdigest(self) -> str:
         """The sha256 of everything written so far."""
         return self._hash.hexdigest()
+
+
+class _Hasher(threading.Thread):
+    """Hashes one chunk on its own thread; `finish` waits and re-raises its error."""
+
+    def __init__(self, digest: Any, view: memoryview) -> None:
+        super().__init__(name="lockgate-blob-hash", daemon=True)
+        self._digest, self._view = digest, view
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._digest.update(self._view)
+        except BaseException as exc:  # handed to the writing thread by finish()
+            self._error = exc
+
+    def finish(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
 
 
 class BlobBackend(Protocol):
@@ -106,6 +148,21 @@ class BlobBackend(Protocol):
 
         Raises FileNotFoundError if absent and UnsafeBlob if not a regular file.
         """
+        ...
+
+    def known_intact(self, sha256: str, file: BinaryIO) -> bool:
+        """True if this process already saw `file`, as `open` gave it, hold `sha256`'s bytes.
+
+        A backend that cannot tell returns False, and every read is hashed.
+        """
+        ...
+
+    def remember_intact(self, sha256: str, file: BinaryIO, since_ns: int) -> None:
+        """Note that `file`'s bytes, read from `since_ns` (`time.time_ns()`) on, match `sha256`."""
+        ...
+
+    def forget(self, sha256: str) -> None:
+        """Stop trusting any earlier verification of `sha256` (it was found corrupt)."""
         ...
 
     def exists(self, sha256: str) -> bool:
@@ -219,6 +276,13 @@ class LocalBlobs:
 
     def write_bytes(self, sha256: str, data: bytes, *, what: str) -> None:
         """Store `data` under `sha256`, with the temp file beside its final name."""
+        # Anything odd (no shard, a link in the way) means write: publishing sorts it out.
+        with (
+            contextlib.suppress(OSError),
+            self._directory("sha256", sha256[:2], create=False) as shard_dir,
+        ):
+            if verified.known(sha256, os.stat(sha256, dir_fd=shard_dir, follow_symlinks=False)):
+                return  # this process wrote or hashed exactly these bytes there
         self._write(lambda sink: sink.write(data), what=what, size_hint=len(data), sha256=sha256)
 
     def write_stream(
@@ -243,15 +307,19 @@ class LocalBlobs:
         name = TEMP_PREFIX + secrets.token_hex(8)
         try:
             with self._directory(*temp_parts, create=True) as temp_dir:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+                fd = os.open(name, flags, 0o600, dir_fd=temp_dir)
                 try:
-                    digest, size = self._fill(temp_dir, name, produce, what)
+                    digest, size, settled = self._fill(fd, produce, what)
                     failpoints.hit("artifact.after_fsync_before_rename", what)
                     if sha256 is not None and digest != sha256:
                         raise ArtifactError(f"the bytes of {what} changed while being written")
                     with self._directory("sha256", digest[:2], create=True) as shard_dir:
-                        self._publish(temp_dir, name, shard_dir, digest, size)
+                        if self._publish(temp_dir, name, shard_dir, digest):
+                            verified.remember_written(digest, fd, settled)
                     failpoints.hit("artifact.after_rename_before_db", what)
                 finally:
+                    os.close(fd)
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name, dir_fd=temp_dir)
         except OSError as exc:
@@ -262,43 +330,38 @@ class LocalBlobs:
 
     @staticmethod
     def _fill(
-        directory: int, name: str, produce: Callable[[HashingSink], object], what: str
-    ) -> tuple[str, int]:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(name, flags, 0o600, dir_fd=directory)
-        try:
+        fd: int, produce: Callable[[HashingSink], object], what: str
+    ) -> tuple[str, int, int | None]:
+        """Write, hash and fsync the temp file; return digest, size and settled mtime."""
 
-            def write_all(view: memoryview) -> None:
-                while view:
-                    view = view[os.write(fd, view) :]
+        def write_all(view: memoryview) -> None:
+            while view:
+                view = view[os.write(fd, view) :]
 
-            sink = HashingSink(write_all)
-            produce(sink)
-            failpoints.hit("artifact.after_tmp_write", what)
-            os.fchmod(fd, 0o444)  # blobs are immutable; make accidents loud
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        return sink.hexdigest(), sink.size
-
-    def _publish(self, temp_dir: int, name: str, shard_dir: int, digest: str, size: int) -> None:
-        if self._intact(shard_dir, digest, size):
-            return  # same bytes already published; the caller drops the temp file
-        # rename replaces a corrupt blob or a planted symlink without following it.
-        os.rename(name, digest, src_dir_fd=temp_dir, dst_dir_fd=shard_dir)
-        os.fsync(shard_dir)
+        sink = HashingSink(write_all)
+        produce(sink)
+        failpoints.hit("artifact.after_tmp_write", what)
+        os.fchmod(fd, 0o444)  # blobs are immutable; make accidents loud
+        settled = verified.settle_mtime(fd)  # before the fsync, so it is durable with the bytes
+        os.fsync(fd)
+        return sink.hexdigest(), sink.size, settled
 
     @staticmethod
-    def _intact(shard_dir: int, digest: str, size: int) -> bool:
+    def _publish(temp_dir: int, name: str, shard_dir: int, digest: str) -> bool:
+        """Rename the temp file into place; False if the name already holds its bytes."""
         try:
             info = os.stat(digest, dir_fd=shard_dir, follow_symlinks=False)
         except FileNotFoundError:
-            return False
-        if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-            return False
-        fd = os.open(digest, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=shard_dir)
-        with os.fdopen(fd, "rb", buffering=0) as file:
-            return hash_file(file) == digest
+            pass
+        else:
+            if verified.known(digest, info):
+                return False  # the caller drops the temp file
+        # Whatever else holds the name (the same bytes from another process, a
+        # corrupt blob, a planted symlink) is replaced: renaming costs less than
+        # hashing it to find out, and rename never follows a link.
+        os.rename(name, digest, src_dir_fd=temp_dir, dst_dir_fd=shard_dir)
+        os.fsync(shard_dir)
+        return True
 
     def open(self, sha256: str) -> tuple[BinaryIO, int]:
         """Open a blob without following links; see `BlobBackend.open`."""
@@ -316,6 +379,22 @@ class LocalBlobs:
             os.close(fd)
             raise UnsafeBlob(self.describe(sha256))
         return os.fdopen(fd, "rb", buffering=0), info.st_size
+
+    def known_intact(self, sha256: str, file: BinaryIO) -> bool:
+        """True if `file` is, by its identity, a file this process saw hold `sha256`'s bytes.
+
+        Ask again after reading: a change to the file while it was read
+        changes its identity too.
+        """
+        return verified.known(sha256, os.fstat(file.fileno()))
+
+    def remember_intact(self, sha256: str, file: BinaryIO, since_ns: int) -> None:
+        """Let later reads skip hashing `file`, if it had settled before `since_ns`."""
+        verified.remember_hashed(sha256, file.fileno(), since_ns)
+
+    def forget(self, sha256: str) -> None:
+        """Hash the blob again on its next read."""
+        verified.forget(sha256)
 
     def exists(self, sha256: str) -> bool:
         """True if anything holds the name, even a symlink (verify reports it)."""
@@ -359,6 +438,7 @@ class LocalBlobs:
             contextlib.suppress(FileNotFoundError),
             self._directory("sha256", sha256[:2], create=False) as shard_dir,
         ):
+            verified.forget(sha256)
             os.unlink(sha256, dir_fd=shard_dir)
             os.fsync(shard_dir)
 
@@ -366,7 +446,9 @@ class LocalBlobs:
         """Remove `.tmp-*` files last written more than `older_than` seconds ago.
 
         A write in progress keeps touching its temp file, so choose an age
-        longer than the slowest single blob write.
+        longer than the slowest single blob write, plus a few seconds: a
+        finished temp file, while it is fsynced and renamed into place,
+        carries an mtime 3 s in the past (see `verified.settle_mtime`).
 
         Returns:
             How many files were removed.

@@ -15,12 +15,17 @@ Invariants:
 - Ids are validated before any filesystem call (`keys.parse_artifact_id`).
 - A big numpy array is streamed to the blob and read back into one buffer:
   never two copies of it in memory.
+- A blob is hashed on every read unless the backend says this process
+  already saw that very file hold those bytes (`BlobBackend.known_intact`,
+  asked before and after reading); a blob that fails its hash is forgotten.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 from lockgate.errors import (
@@ -38,6 +43,15 @@ __all__ = ["DEFAULT_INLINE_LIMIT", "ContentAddressedStore"]
 
 #: Payloads up to this many bytes travel inside the ref, not as blobs.
 DEFAULT_INLINE_LIMIT = 16384
+
+
+def _read_all(reader: Any, _size: int) -> bytes:
+    data: bytes = reader.read()
+    return data
+
+
+class _Undecodable(Exception):  # internal: bytes that match their hash but do not decode
+    """Raised from the decode error of a verified blob."""
 
 
 class _HashingReader:
@@ -165,7 +179,7 @@ class ContentAddressedStore:
         if ref.serializer == "pickle" and not trusted:
             raise serializers.untrusted_error(label)
         if ref.inline is None and ref.serializer == "npy":
-            return self._get_array(digest, what, label)
+            return self._get_array(digest, what, label, ref.size)
         data = self._verified_bytes(ref, digest, what)
         return serializers.decode(ref.serializer, data, trusted=trusted, label=label)
 
@@ -191,7 +205,7 @@ class ContentAddressedStore:
         return self._blobs.exists(parse_artifact_id(sha256))
 
     def verify(self, sha256: str) -> None:
-        """Re-hash a stored blob.
+        """Re-hash a stored blob, even one this process has verified before.
 
         Raises:
             InvalidArtifactKey: `sha256` is not an artifact id.
@@ -201,8 +215,12 @@ class ContentAddressedStore:
         digest = parse_artifact_id(sha256)
         file, _ = self._open(digest, "artifact")
         with file:
+            since = time.time_ns()
             found = hash_file(file)
+            if found == digest:
+                self._blobs.remember_intact(digest, file, since)
         if found != digest:
+            self._blobs.forget(digest)
             raise self._corrupted(digest, "artifact", f"the stored bytes hash to {found}")
 
     def blobs(self) -> Iterator[str]:
@@ -234,36 +252,66 @@ class ContentAddressedStore:
             ) from None
 
     def _verified_bytes(self, ref: ArtifactRef, digest: str, what: str) -> bytes:
-        if ref.inline is not None:
-            data = bytes(ref.inline)
-            where = "the inline bytes in the ref"
-        else:
-            file, _ = self._open(digest, what)
-            with file:
-                data = file.read()
-            where = "the stored bytes"
+        if ref.inline is None:
+            data: bytes = self._read_blob(digest, what, _read_all, ref.size)
+            return data
+        data = bytes(ref.inline)
         found = hashlib.sha256(data).hexdigest()
         if found != digest:
             detail = f" ({len(data)} bytes, expected {ref.size})" if len(data) != ref.size else ""
-            raise self._corrupted(digest, what, f"{where} hash to {found}{detail}")
+            raise self._corrupted(
+                digest, what, f"the inline bytes in the ref hash to {found}{detail}"
+            )
         return data
 
-    def _get_array(self, digest: str, what: str, label: str) -> Any:
-        file, size = self._open(digest, what)
-        failure: Exception | None = None
-        with file:
-            reader = _HashingReader(file)
-            try:
-                value = serializers.read_npy(reader, size)
-            except Exception as exc:  # judged after the hash: corruption explains most
-                failure, value = exc, None
-            found = reader.hexdigest_after_draining()
-        if found != digest:
-            raise self._corrupted(digest, what, f"the stored bytes hash to {found}")
-        if failure is not None:
+    def _get_array(self, digest: str, what: str, label: str, size: int) -> Any:
+        try:
+            return self._read_blob(digest, what, serializers.read_npy, size)
+        except _Undecodable as exc:
+            failure = exc.__cause__
             raise ArtifactError(
                 f"artifact {label} does not decode as npy: {type(failure).__name__}: {failure}"
             ) from failure
+
+    def _read_blob(
+        self, digest: str, what: str, decode: Callable[[Any, int], Any], expected_size: int
+    ) -> Any:
+        """Open a blob and `decode(reader, size)` it, with its hash checked.
+
+        The hash is checked while reading, so a large blob is read once. A
+        file this process already verified, unchanged since by its identity,
+        is decoded without hashing.
+
+        Raises:
+            ArtifactNotFoundError, ArtifactCorrupted: see `get`.
+            _Undecodable: the bytes match the hash but `decode` failed.
+        """
+        file, size = self._open(digest, what)
+        with file:
+            if self._blobs.known_intact(digest, file):
+                with contextlib.suppress(Exception):  # hashing below judges what went wrong
+                    value = decode(file, size)
+                    # Asked again: a change while reading changes the identity too.
+                    if self._blobs.known_intact(digest, file):
+                        return value
+                file.seek(0)
+            since = time.time_ns()
+            reader = _HashingReader(file)
+            failure: Exception | None = None
+            try:
+                value = decode(reader, size)
+            except Exception as exc:  # judged after the hash: corruption explains most
+                failure, value = exc, None
+            found = reader.hexdigest_after_draining()
+            if found == digest:
+                self._blobs.remember_intact(digest, file, since)
+        if found != digest:
+            self._blobs.forget(digest)
+            got = reader.tell()
+            detail = f" ({got} bytes, expected {expected_size})" if got != expected_size else ""
+            raise self._corrupted(digest, what, f"the stored bytes hash to {found}{detail}")
+        if failure is not None:
+            raise _Undecodable() from failure
         return value
 
     def _corrupted(self, digest: str, what: str, found: str) -> ArtifactCorrupted:

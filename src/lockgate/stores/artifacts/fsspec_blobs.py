@@ -242,6 +242,16 @@ class FsspecBlobs:
             size = getattr(file, "size", None)
             return file, int(size if size is not None else self._fs.size(path))
 
+    def known_intact(self, sha256: str, file: BinaryIO) -> bool:
+        """Always False: a remote object has no identity to tie a past hash to."""
+        return False
+
+    def remember_intact(self, sha256: str, file: BinaryIO, since_ns: int) -> None:
+        """Nothing to remember (see `known_intact`)."""
+
+    def forget(self, sha256: str) -> None:
+        """Nothing remembered (see `known_intact`)."""
+
     def exists(self, sha256: str) -> bool:
         """True if an object holds the blob's name."""
         with self._guard():
