@@ -101,11 +101,15 @@ def _wal_writes(lines: list[str]) -> list[int]:
 
 
 def test_a_chain_shares_wal_fsyncs_and_its_end_is_synced_before_it_returns(tmp_path: Path):
-    lines = _trace(tmp_path, CHAIN, {"LOCKGATE_HOME": str(tmp_path / "home")})
+    # A long interval: the background thread's fsyncs (one per interval while the
+    # run goes on) would make the count depend on how busy the machine is.
+    env = {"LOCKGATE_HOME": str(tmp_path / "home"), "LOCKGATE_DB_SYNC_INTERVAL": "30"}
+    lines = _trace(tmp_path, CHAIN, env)
     fsyncs, writes = _wal_fsyncs(lines), _wal_writes(lines)
-    # Every task commits (its attempt is queued before it runs); far fewer fsyncs.
+    # Every task commits (its attempt is queued before it runs); the fsyncs are the
+    # new database's migrations, the run's creation, start and end, and checkpoints.
     assert len(writes) > TASKS
-    assert len(fsyncs) < TASKS // 3, f"{len(fsyncs)} fsyncs of the WAL for {TASKS} tasks"
+    assert len(fsyncs) < TASKS // 4, f"{len(fsyncs)} fsyncs of the WAL for {TASKS} tasks"
     # The run's end commits with a full sync: nothing is left unsynced when lg.run returns.
     result_printed = next(i for i, line in enumerate(lines) if "RESULT" in line)
     last_write = max(i for i in writes if i < result_printed)

@@ -3,10 +3,14 @@
 It keeps an in-memory view of one run (what waits on what, what is in flight,
 which retries are due) and writes every decision to the metadata store before
 anything depends on it. Decisions gather in a `WriteBatch` that is committed
-in one transaction *before* the next submission to the executor and before
-waiting on it, so a node is durably queued before any worker can run it, and
-a finished attempt, its cache bookkeeping and the queueing of the nodes it
-releases cost one commit. If a commit is fenced (another coordinator resumed
+in one transaction *before* the next submission to the executor, so a node is
+durably queued before any worker can run it, and a finished attempt, its
+cache bookkeeping and the queueing of the nodes it releases cost one commit.
+Attempt starts, and results that release nothing, may wait up to HOLD_DELAY
+for more of their kind while other attempts are in flight (a fan-out's
+results share commits), as long as redoing the held attempts would take less
+than HOLD_DELAY: nothing waits on them, and a crash meanwhile only reruns
+attempts that are already on record. If a commit is fenced (another coordinator resumed
 the run), this driver stops.
 """
 
@@ -44,8 +48,11 @@ from lockgate.ports.metadata import (
 if TYPE_CHECKING:
     from lockgate.engine.coordinator import Coordinator
 
-#: How long an attempt's start may wait to be committed together with its end.
-START_DELAY = 0.1
+#: How long attempt starts, and results that release no node, may wait to share a commit.
+HOLD_DELAY = 0.1
+
+#: How many such results one commit takes at most.
+MAX_HELD_RESULTS = 256
 
 #: How often a run with tasks waiting for a pool slot asks for one again.
 POOL_POLL_INTERVAL = 0.2
@@ -127,7 +134,8 @@ class Driver:
         self.retries: list[tuple[float, int, _Unit]] = []
         self._seq = itertools.count()
         self.first_failure: str | None = None
-        self._starts_due = 0.0
+        self._hold_due = 0.0  # when held starts and results must commit (monotonic)
+        self._held_work = 0.0  # seconds the held results' attempts ran: what a crash loses
         # None for the (usual) run without hooks: the hot path only tests for it.
         self.hooks = (
             HookCaller(
@@ -228,8 +236,8 @@ class Driver:
                     timeout = min(timeout, due - clock.monotonic())
                 if self.retries:
                     timeout = min(timeout, self.retries[0][0] - clock.monotonic())
-                if self.batch.starts:
-                    timeout = min(timeout, self._starts_due - clock.monotonic())
+                if self.batch.starts or self.batch.finishes:
+                    timeout = min(timeout, self._hold_due - clock.monotonic())
                 for event in self.c.executor.poll(max(0.0, timeout)):
                     if isinstance(event, Started):
                         self._on_started(event)
@@ -287,17 +295,41 @@ class Driver:
         self.pool_waiting = still
 
     def _maybe_flush(self) -> None:
-        """Flush now unless the batch holds only attempt starts that can wait a little.
+        """Flush now unless the batch holds only starts and results that can wait a little.
 
         A start on its own changes nothing anything depends on; holding it back
-        for up to START_DELAY lets it share a commit with the attempt's end, so a
-        short task costs one commit instead of two. Results, queueing and
-        submissions are never held back.
+        for up to HOLD_DELAY lets it share a commit with the attempt's end, so a
+        short task costs one commit instead of two. A result that released no
+        node (a fan-out's branches before the last) may likewise wait for the
+        results of the attempts still in flight. Queueing, submissions, cache
+        hits, pool slots and system decisions are never held back, and nothing
+        is held once nothing else is in flight.
         """
-        batch = self.batch
-        due = batch.starts and self.c.clock.monotonic() >= self._starts_due
-        if batch.finishes or batch.cached or batch.queues or self.to_submit or due:
+        if self._must_flush():
             self._flush()
+
+    def _must_flush(self) -> bool:
+        batch = self.batch
+        if (
+            batch.queues
+            or self.to_submit
+            or batch.cached
+            or batch.releases
+            or batch.gate_decisions
+            or batch.registrations
+            or batch.alias_moves
+        ):
+            return True
+        if batch.finishes and (
+            not self.flights
+            or len(batch.finishes) >= MAX_HELD_RESULTS
+            # The inline executor runs the next task inside poll(): with a long
+            # one, held results wait for it, so what they cost to redo is bounded.
+            or self._held_work >= HOLD_DELAY
+        ):
+            return True
+        held = batch.starts or batch.finishes
+        return bool(held) and self.c.clock.monotonic() >= self._hold_due
 
     def _flush(self) -> None:
         """Commit pending decisions, then hand queued invocations to the executor."""
@@ -306,6 +338,7 @@ class Driver:
             self.store.commit(self.run_id, self.batch)
             self._announce(self.batch)
             self.batch = WriteBatch(at=0.0)
+            self._held_work = 0.0
         for invocation in self.to_submit:
             if invocation.task.spec.pool is None:
                 self.c.executor.submit(invocation)
@@ -551,10 +584,14 @@ class Driver:
         if flight is None:
             return
         unit = flight.unit
-        if not self.batch.starts:
-            self._starts_due = self.c.clock.monotonic() + START_DELAY
+        self._hold()
         self.batch.starts.append(StartItem(unit.tr_id, unit.attempt, event.at, event.log))
         unit.state = TaskState.RUNNING
+
+    def _hold(self) -> None:
+        """Start the HOLD_DELAY clock if the batch holds no start or result yet."""
+        if not self.batch.starts and not self.batch.finishes:
+            self._hold_due = self.c.clock.monotonic() + HOLD_DELAY
 
     def _on_finished(self, outcome: Outcome) -> None:
         flight = self.flights.pop(outcome.key, None)
@@ -575,6 +612,8 @@ class Driver:
                 user=False,
             )
         retrying = decision.task_state is TaskState.RETRYING
+        self._hold()
+        self._held_work += max(0.0, outcome.finished_at - outcome.started_at)
         self.batch.finishes.append(
             AttemptResult(
                 task_run_id=unit.tr_id,
