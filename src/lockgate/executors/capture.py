@@ -160,7 +160,8 @@ class Capture:
                 sys.stdout, sys.stderr = saved
                 self._stream = None
         values = revealed_values((invocation.args, dict(invocation.kwargs)))
-        scrub(log_path(root, invocation), values)
+        if values:  # building the path costs more than a no-op task's own work
+            scrub(log_path(root, invocation), values)
 
     def close(self) -> None:
         """Remove the handler."""

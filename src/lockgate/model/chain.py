@@ -15,6 +15,9 @@ from typing import Any
 
 GENESIS = "0" * 64
 
+# One encoder for every event: json.dumps builds a new one per call when given options.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
 
 def event_hash(
     previous: str,
@@ -26,10 +29,5 @@ def event_hash(
     payload: Mapping[str, Any],
 ) -> str:
     """sha256 hex of the previous hash and this event's canonical content."""
-    body = json.dumps(
-        [previous, run_id, task_run_id, attempt, kind, at, payload],
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
+    body = _CANONICAL.encode([previous, run_id, task_run_id, attempt, kind, at, payload])
     return hashlib.sha256(body.encode()).hexdigest()

@@ -495,8 +495,8 @@ class MetadataStore(Protocol):
         """The stored graph of the run's pipeline version."""
         ...
 
-    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
-        """The run's task runs, in creation order."""
+    def task_runs(self, run_id: str, node_id: str | None = None) -> list[TaskRunRecord]:
+        """The run's task runs (only those of `node_id`, if given), in creation order."""
         ...
 
     def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:

@@ -110,8 +110,8 @@ def small_output(workspace: Workspace, run_id: str, limit: int = 1024) -> tuple[
     output = decode(workspace.metadata.run_graph(run_id)["output"])
     if not isinstance(output, NodeRef):
         return False, None
-    for record in workspace.metadata.task_runs(run_id):
-        if record.node_id == output.node and record.map_index is None:
+    for record in workspace.metadata.task_runs(run_id, output.node):
+        if record.map_index is None:
             ref = record.output
             if ref is not None and ref.serializer == "json" and ref.size <= limit:
                 return True, _load(workspace, record)
@@ -120,7 +120,7 @@ def small_output(workspace: Workspace, run_id: str, limit: int = 1024) -> tuple[
 
 def load_output(workspace: Workspace, run_id: str, node_id: str) -> Any:
     """Load the committed output of `node_id` in run `run_id` (a list for map nodes)."""
-    records = [r for r in workspace.metadata.task_runs(run_id) if r.node_id == node_id]
+    records = workspace.metadata.task_runs(run_id, node_id)
     if not records:
         known = sorted({r.node_id for r in workspace.metadata.task_runs(run_id)})
         raise NodeNotFoundError(

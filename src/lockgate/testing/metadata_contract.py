@@ -172,6 +172,8 @@ class MetadataStoreContract(AlertStoreContract, RouteStoreContract, AuditStoreCo
         assert run.pipeline == "nightly" and run.params == {"day": "2026-11-25"}
         assert run.git_sha == "abc123" and run.git_dirty is False
         assert [e.kind for e in store.events("r-1")] == [EventKind.RUN_CREATED]
+        assert [r.node_id for r in store.task_runs("r-1", "b")] == ["b"]
+        assert store.task_runs("r-1", "nope") == []
 
     def test_get_run_by_prefix_and_clear_errors(self, store: MetadataStore) -> None:
         store.create_run(new_run("r-20261126-aaa"))

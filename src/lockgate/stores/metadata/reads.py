@@ -151,20 +151,20 @@ class Reads:
         return dict(graph)
 
     @staticmethod
-    def _task_runs_query(run_id: str) -> sa.Select[Any]:
-        return (
+    def _task_runs_query(run_id: str, node_id: str | None = None) -> sa.Select[Any]:
+        query = (
             sa.select(task_runs, *records.ARTIFACT_REF_COLUMNS)
             .join_from(task_runs, artifacts, isouter=True)
             .where(task_runs.c.run_id == run_id)
             .order_by(task_runs.c.id)
         )
+        return query if node_id is None else query.where(task_runs.c.node_id == node_id)
 
-    def task_runs(self, run_id: str) -> list[TaskRunRecord]:
-        """The run's task runs with their outputs, in creation order."""
+    def task_runs(self, run_id: str, node_id: str | None = None) -> list[TaskRunRecord]:
+        """The run's task runs (only `node_id`'s, if given) with outputs, in creation order."""
         with self._read() as conn:
-            return [
-                records.task_run_record(row) for row in conn.execute(self._task_runs_query(run_id))
-            ]
+            rows = conn.execute(self._task_runs_query(run_id, node_id))
+            return [records.task_run_record(row) for row in rows]
 
     def get_task_run(self, task_run_id: int) -> TaskRunRecord | None:
         """One task run by id, with its output."""
