@@ -3,7 +3,8 @@
     make bench                      # or: .venv/bin/python bench/overhead.py [--quick]
 
 Workloads, each on the inline and the process executor, with the default
-durable SQLite store (WAL, synchronous=FULL) in a fresh temporary home:
+durable SQLite store (WAL; task transitions share a group fsync, see
+docs/failures.md) in a fresh temporary home:
 
   chain    N no-op tasks, each consuming the previous one's output
   fan-out  one source, N no-op tasks reading it, one sink gathering them
@@ -14,8 +15,12 @@ Per-task overhead is the marginal cost: (time of the N-task run - time of a
 1-task run of the same executor) / N, so pool start-up is reported apart.
 Baselines, measured in the same invocation:
 
-  durable commit   a plain Python call plus one SQLite commit (same pragmas):
-                   the floor for any orchestrator that records each task durably
+  durable commit   a plain Python call plus one SQLite commit with an fsync
+                   (WAL, synchronous=FULL): the floor for recording each task
+                   durably one fsync at a time
+  grouped commit   the same with synchronous=NORMAL, the WAL fsynced by another
+                   thread: the floor for lockgate's default (a commit per task
+                   before the next runs, fsyncs shared)
   np.save + load   the diamond's hand-offs done by hand: each array np.save'd to
                    a file and np.load'ed by its consumers
 
@@ -116,11 +121,11 @@ def timed_run(pipeline: lg.Pipeline, executor: str, workers: int | None = None) 
     return elapsed
 
 
-def durable_commit_baseline(n: int) -> float:
+def durable_commit_baseline(n: int, synchronous: str = "FULL") -> float:
     with tempfile.TemporaryDirectory() as directory:
         conn = sqlite3.connect(Path(directory) / "b.db", isolation_level=None)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
         conn.execute("CREATE TABLE results (node INTEGER PRIMARY KEY, value INTEGER)")
         start = time.perf_counter()
         value = 0
@@ -230,6 +235,8 @@ def main() -> None:
     print(f"lockgate overhead benchmark: N={n}, median of {repeat}, durable SQLite\n")
     floor = median(lambda: durable_commit_baseline(n), repeat) / n * 1000
     row("baseline: call + 1 durable commit", f"{floor:.3f} ms", "per task, same machine, now")
+    grouped = median(lambda: durable_commit_baseline(n, "NORMAL"), repeat) / n * 1000
+    row("baseline: call + 1 commit, fsync grouped", f"{grouped:.3f} ms", "per task")
     for executor in ("inline", "process"):
         single = median(lambda: timed_run(chain(1), executor), repeat)  # noqa: B023
         row(f"[{executor}] 1-task run (start-up)", f"{single * 1000:.0f} ms")
