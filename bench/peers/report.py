@@ -4,6 +4,8 @@ Per workload, one table row per (peer, configuration) with setup, run time,
 per-task overhead, peak RSS and how lockgate (inline, process) compares with
 that peer, all from the same invocation. Runs that could not happen
 (unsupported, failed, skipped past the budget) say why instead of a number.
+A last section holds lockgate's performance targets against this
+invocation's figures (reported here, asserted nowhere).
 """
 
 from __future__ import annotations
@@ -101,6 +103,106 @@ def workload_table(rows: list[Any], workload: tuple[str, int]) -> list[str]:
     return [*lines, "", *notes, *([""] if notes else [])]
 
 
+def _durable(row: Any) -> bool:
+    return not row.config.durable.startswith("no") and row.peer.name != "lockgate"
+
+
+def _fastest(rows: list[Any], workload: tuple[str, int], figure: Any) -> tuple[Any, float] | None:
+    """The durable peer with the smallest positive `figure(row)` for `workload`, and it."""
+    found = [(row, figure(row)) for row in rows if _durable(row) and row.medians(workload)]
+    found = [(row, value) for row, value in found if value is not None and value > 0]
+    return min(found, key=lambda pair: pair[1]) if found else None
+
+
+def targets_table(rows: list[Any], cli_s: float | None) -> list[str]:
+    """lockgate's targets (docs/benchmarks.md), each with this invocation's figures."""
+    by_key = {row.key: row for row in rows}
+    inline, process = by_key.get("lockgate/inline"), by_key.get("lockgate/process")
+    lines = [
+        "## lockgate's targets, against this run",
+        "",
+        "Reported, not asserted. 'Fastest durable peer' is the fastest peer above whose "
+        "state survives its process (not Hamilton, Ray or plain Python), in this invocation.",
+        "",
+        "| target | measured | met |",
+        "| --- | --- | --- |",
+    ]
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        verdict = "-" if met is None else ("yes" if met else "**no**")
+        lines.append(f"| {target} | {measured} | {verdict} |")
+
+    chain = ("chain", 1000)
+    best = _fastest(rows, chain, lambda r: per_task_ms(r, chain))
+    ours = per_task_ms(inline, chain) if inline else None
+    if best and ours is not None:
+        add(
+            "chain of 1,000, inline: per task <= 1/10 of the fastest durable peer's",
+            f"{ours:.3f} ms vs {best[0].config.label} {best[1]:.3f} ms ({best[1] / ours:.1f}x)",
+            ours <= best[1] / 10,
+        )
+    ray = by_key.get("ray")
+    ray_ms = per_task_ms(ray, chain) if ray else None
+    ours = per_task_ms(process, chain) if process else None
+    if best and ours is not None:
+        add(
+            "chain of 1,000, process: per task <= 1/5 of the fastest durable peer's",
+            f"{ours:.3f} ms vs {best[0].config.label} {best[1]:.3f} ms ({best[1] / ours:.1f}x)",
+            ours <= best[1] / 5,
+        )
+        if ray_ms is not None:
+            add(
+                "chain of 1,000, process: per task below Ray's",
+                f"{ours:.3f} ms vs Ray {ray_ms:.3f} ms",
+                ours < ray_ms,
+            )
+    fan = ("fanout", 1000)
+    best = _fastest(rows, fan, lambda r: (r.medians(fan) or {}).get("run_s"))
+    found = process.medians(fan) if process else None
+    if best and found:
+        add(
+            "fan-out of 1,000, process: end to end <= 1/5 of the fastest durable peer's",
+            f"{found['run_s']:.2f} s vs {best[0].config.label} {best[1]:.2f} s "
+            f"({best[1] / found['run_s']:.1f}x)",
+            found["run_s"] <= best[1] / 5,
+        )
+    diamond = ("diamond", 1)
+    plain = by_key.get("baseline")
+    plain_s = (plain.medians(diamond) or {}).get("run_s") if plain else None
+    best = _fastest(rows, diamond, lambda r: (r.medians(diamond) or {}).get("run_s"))
+    for row in (inline, process):
+        found = row.medians(diamond) if row else None
+        if not found:
+            continue
+        if plain_s:
+            add(
+                f"100 MB diamond, {row.config.label}: <= 2x plain numpy save/load",
+                f"{found['run_s']:.2f} s vs {plain_s:.2f} s ({found['run_s'] / plain_s:.1f}x)",
+                found["run_s"] <= 2 * plain_s,
+            )
+        if best:
+            add(
+                f"100 MB diamond, {row.config.label}: faster than every durable peer",
+                f"{found['run_s']:.2f} s vs {best[0].config.label} {best[1]:.2f} s",
+                found["run_s"] < best[1],
+            )
+    single = inline.medians(("chain", 1)) if inline else None
+    if single:
+        start = single["setup_s"] + single["run_s"]
+        add(
+            "import lockgate + trace + a 1-task run (inline) <= 0.5 s",
+            f"{start:.2f} s (setup, numpy's import included, plus the run)",
+            start <= 0.5,
+        )
+    if cli_s is not None:
+        add(
+            "`lockgate run` of a 100-node chain, the whole command <= 1 s",
+            f"{cli_s:.2f} s (default executor, fresh state directory)",
+            cli_s <= 1.0,
+        )
+    return [*lines, ""]
+
+
 def write_report(
     rows: list[Any],
     *,
@@ -110,6 +212,7 @@ def write_report(
     total_s: float,
     budget: float,
     notes: list[str],
+    cli_s: float | None = None,
     date: str | None = None,
 ) -> Path:
     """Write peers.md and peers.json under bench/results; the markdown file's path."""
@@ -153,6 +256,7 @@ def write_report(
     measured = sorted({w for row in rows for w in row.runs} - {("chain", 1)}, key=order)
     for workload in measured:
         lines += workload_table(rows, workload)
+    lines += targets_table(rows, cli_s)
     path = RESULTS / "peers.md"
     RESULTS.mkdir(exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")
@@ -166,6 +270,7 @@ def write_report(
         total_s=round(total_s, 1),
         budget=budget,
         notes=notes,
+        cli_s=cli_s,
         peers={row.key: row_meta(row) for row in rows},
         runs=raw_runs(rows),
     )

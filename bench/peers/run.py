@@ -261,8 +261,52 @@ def rewrite_report() -> Path:
         total_s=kept["total_s"],
         budget=kept["budget"],
         notes=kept["notes"],
+        cli_s=kept.get("cli_s"),
         date=kept["date"],
     )
+
+
+CLI_CHAIN = """\
+import lockgate as lg
+
+
+@lg.task
+def step(previous: int) -> int:
+    return previous + 1
+
+
+@lg.pipeline
+def chain():
+    value = step(0)
+    for _ in range(99):
+        value = step(value)
+    return value
+"""
+
+
+def measure_cli(repeat: int, timeout: float) -> float | None:
+    """Median wall time of the whole `lockgate run` command on a 100-node chain, or None."""
+    lockgate = Path(sys.executable).with_name("lockgate")
+    times = []
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory(prefix="lgpeer-cli-") as directory:
+            workdir = Path(directory)
+            (workdir / "pipelines.py").write_text(CLI_CHAIN)
+            env = base_env() | {"LOCKGATE_HOME": str(workdir / "home")}
+            os.sync()
+            start = time.monotonic()
+            done = subprocess.run(
+                [str(lockgate), "run", "pipelines.py:chain"],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                timeout=timeout,
+            )
+            if done.returncode != 0:
+                say(f"lockgate run of a 100-node chain failed: {done.stderr.decode()[-300:]}")
+                return None
+            times.append(time.monotonic() - start)
+    return statistics.median(times)
 
 
 def workload_of(text: str) -> tuple[str, int]:
@@ -349,6 +393,9 @@ def main() -> None:
                             f"{result['peak_rss_mb']:.0f} MB"
                         )
                     say(f"run {rep + 1}/{repeat} {row.config.label:<16} {workload} {n:<5} {status}")
+    cli_s = measure_cli(repeat, args.timeout)
+    if cli_s is not None:
+        say(f"lockgate run of a 100-node chain (the whole command): {cli_s:.2f} s")
     total = time.monotonic() - STARTED
     if late:
         say(f"{len(late)} runs not started: past the {args.deadline:.0f} min deadline")
@@ -369,6 +416,7 @@ def main() -> None:
         notes=[f"{len(late)} runs not started: past the {args.deadline:.0f} min deadline"]
         if late
         else [],
+        cli_s=cli_s,
     )
     say(f"done in {total / 60:.1f} min; wrote {path}")
 

@@ -105,7 +105,9 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float, begin: str) -> sa.Engine:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
         # On the DBAPI connection: through exec_driver_sql this costs ~40 µs more,
         # on every task's commit.
-        connection.connection.driver_connection.execute("BEGIN" if read_only else begin)
+        raw = connection.connection.driver_connection
+        assert raw is not None  # a connection in use is never detached
+        raw.execute("BEGIN" if read_only else begin)
 
     return engine
 

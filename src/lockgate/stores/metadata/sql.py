@@ -156,6 +156,7 @@ class SqlMetadataStore(Reads, QueueMethods, StatsMethods, AlertMethods, RouteMet
                 # Outside any transaction, on the driver's connection: SQLAlchemy would
                 # begin one first. New connections start at FULL (connect.py).
                 raw = conn.connection.driver_connection
+                assert raw is not None  # a connection in use is never detached
                 raw.execute(f"PRAGMA synchronous={'NORMAL' if group_sync else 'FULL'}")
                 conn.info["group_sync"] = group_sync
             with conn.begin():
