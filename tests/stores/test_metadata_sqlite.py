@@ -52,6 +52,64 @@ def test_migrations_produce_exactly_the_declared_schema(tmp_path: Path):
     assert diff == []
 
 
+def _shape(path: Path) -> tuple[object, ...]:
+    """Tables, columns, indexes (with partial conditions), foreign keys and the stamp."""
+    with sqlite3.connect(path) as conn:
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        ]
+        tables = {}
+        for table in sorted(names):
+            columns = sorted(
+                (name, kind.upper(), notnull, default, pk)
+                for _, name, kind, notnull, default, pk in conn.execute(
+                    f"PRAGMA table_info('{table}')"
+                )
+            )
+            indexes = set()
+            for _, name, unique, origin, partial in conn.execute(f"PRAGMA index_list('{table}')"):
+                cols = tuple(r[2] for r in conn.execute(f"PRAGMA index_info('{name}')"))
+                label = "auto" if name.startswith("sqlite_autoindex") else name
+                indexes.add((label, unique, origin, partial, cols))
+            keys = sorted(
+                tuple(row[2:7]) for row in conn.execute(f"PRAGMA foreign_key_list('{table}')")
+            )
+            tables[table] = (columns, sorted(indexes), keys)
+        where = sorted(
+            row[0].split("WHERE", 1)[1].strip()
+            for row in conn.execute("SELECT sql FROM sqlite_master WHERE type = 'index'")
+            if row[0] and "WHERE" in row[0]
+        )
+        stamp = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    return tables, where, stamp
+
+
+def test_a_new_database_is_created_as_the_migrations_would_leave_it(tmp_path: Path):
+    migrated, created = tmp_path / "migrated.db", tmp_path / "created.db"
+    migrate.upgrade(sa.create_engine(f"sqlite:///{migrated}"))
+    migrate.create(sa.create_engine(f"sqlite:///{created}"))
+    assert _shape(created) == _shape(migrated)
+    assert _shape(created)[2] == [(SCHEMA_REVISION,)]
+    # A store opening the new database finds it current and uses it.
+    store = SqlMetadataStore(f"sqlite:///{created}")
+    store.create_run(new_run())
+    assert [r.node_id for r in store.task_runs("r-1")] == ["a", "b", "c"]
+    store.close()
+
+
+def test_creating_leaves_a_database_that_gained_tables_alone(tmp_path: Path):
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE theirs (x)")
+    migrate.create(sa.create_engine(f"sqlite:///{path}"))
+    with sqlite3.connect(path) as conn:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert names == {"theirs"}
+
+
 def test_database_from_a_newer_lockgate_is_refused(tmp_path: Path):
     path = tmp_path / "newer.db"
     SqlMetadataStore(f"sqlite:///{path}").close()

@@ -3,8 +3,10 @@
 Opening a store reads the revision stamp with one query, in a deferred
 transaction that never waits for a writer's lock; Alembic itself is
 imported only when a migration actually runs (it is slow to import). A new,
-empty database is migrated automatically; an older one is refused with the
-command that upgrades it; a newer one is refused outright.
+empty database is created at the current revision (on SQLite straight from
+the declared schema and stamped, which equals running every migration and is
+much faster; on PostgreSQL by the migrations); an older one is refused with
+the command that upgrades it; a newer one is refused outright.
 
 The same migrations run on SQLite and PostgreSQL, each in one transaction
 (both databases roll DDL back). Two processes opening a new database at once
@@ -69,6 +71,31 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> None:
                 raw.execute("PRAGMA foreign_keys=ON")
 
 
+def create(engine: sa.Engine) -> None:
+    """Create the current schema in an empty SQLite database and stamp its revision.
+
+    What `upgrade` would leave, without Alembic: eight migrations made a new
+    database's first `lockgate run` wait about a second (the test suite checks
+    that both ways give the same tables, columns, indexes and foreign keys).
+    A database that gained tables meanwhile (another process got the lock
+    first) is left alone.
+    """
+    from lockgate.stores.metadata.schema import metadata
+
+    with _migration_lock(engine), engine.connect() as connection, connection.begin():
+        if sa.inspect(connection).get_table_names():
+            return
+        metadata.create_all(connection)
+        version = sa.Table(
+            "alembic_version",
+            sa.MetaData(),
+            sa.Column("version_num", sa.String(32), nullable=False),
+            sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+        )
+        version.create(connection)
+        connection.execute(version.insert().values(version_num=SCHEMA_REVISION))
+
+
 @contextlib.contextmanager
 def _reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     # A look at the schema must not queue for SQLite's write lock: a store opened
@@ -105,7 +132,10 @@ def ensure_schema(engine: sa.Engine, url: str) -> None:
                 f"metadata database {url} has tables ({', '.join(sorted(tables)[:5])}) but no "
                 "lockgate schema stamp; point LOCKGATE_DB_URL at an empty or lockgate database."
             )
-        upgrade(engine)
+        if engine.dialect.name == "sqlite":
+            create(engine)
+        else:
+            upgrade(engine)
         return
     if revision in _known_revisions():
         raise SchemaVersionError(
