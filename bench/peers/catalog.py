@@ -36,6 +36,7 @@ class Config:
     label: str  # the row's name
     durable: str  # what survives a crash of the process
     executor: str  # where tasks run
+    keeps_outputs: bool = True  # task outputs survive too (the diamond's arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +171,7 @@ PEERS: tuple[Peer, ...] = (
                 "Prefect",
                 "states: local server, SQLite (no fsync per commit); results not kept",
                 "ThreadPoolTaskRunner",
+                keeps_outputs=False,
             ),
         ),
         env=prefect_env,
@@ -180,7 +182,13 @@ PEERS: tuple[Peer, ...] = (
         "dagster",
         ("dagster==1.13.29",),
         (
-            Config("ops", "Dagster ops", "events: SQLite; outputs in memory", "in process"),
+            Config(
+                "ops",
+                "Dagster ops",
+                "events: SQLite; outputs in memory",
+                "in process",
+                keeps_outputs=False,
+            ),
             Config(
                 "assets", "Dagster assets", "events: SQLite; outputs: pickle files", "in process"
             ),
