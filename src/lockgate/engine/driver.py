@@ -10,8 +10,8 @@ Attempt starts, and results that release nothing, may wait up to HOLD_DELAY
 for more of their kind while other attempts are in flight (a fan-out's
 results share commits), as long as redoing the held attempts would take less
 than HOLD_DELAY: nothing waits on them, and a crash meanwhile only reruns
-attempts that are already on record. If a commit is fenced (another coordinator resumed
-the run), this driver stops.
+attempts that are already on record. If a commit is fenced (another
+coordinator resumed the run), this driver stops.
 """
 
 from __future__ import annotations
