@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the tests start or drive themselves: PostgreSQL (throwaway
 # clusters), Redis (message triggers), Chromium (web UI tests, driven by
-# Playwright without downloading a browser), curl and jq (the pr_eval CI script). Under CI=true a missing one fails
+# Playwright without downloading a browser), curl and jq (the pr_eval CI script),
+# strace (what the fsync tests observe). Under CI=true a missing one fails
 # those tests instead of skipping them, so install what is missing when we can
 # (root + apt-get); otherwise say what is missing and let the tests skip.
 set -euo pipefail
@@ -14,6 +15,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 # examples/pr_eval/ci_call.sh is what a CI job runs: curl and jq.
 command -v curl >/dev/null || missing+=(curl)
 command -v jq >/dev/null || missing+=(jq)
+# strace: the fsync-ordering tests (artifact publish, the metadata's group fsync).
+command -v strace >/dev/null || missing+=(strace)
 ((${#missing[@]})) || exit 0
 
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
