@@ -13,6 +13,7 @@ from lockgate.model.states import EventKind, RunState, TaskState
 from lockgate.service.compose import Workspace
 from lockgate.service.config import Settings
 from lockgate.service.project import Project
+from overlap import max_overlap
 
 
 @lg.task(pool="gpu")
@@ -24,15 +25,6 @@ def train(i: int) -> int:
 @lg.pipeline
 def sweep():
     return [train(i) for i in range(3)]
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = now = 0
-    for _, step in points:
-        now += step
-        best = max(best, now)
-    return best
 
 
 @pytest.mark.parametrize("slots", [1, 2])

@@ -233,13 +233,3 @@ def check_blobs(settings: Settings) -> Verdict:
             verdict.problems.append(f"blob {name[:12]} is stored {n} times")
             verdict.duplicates += n - 1
     return verdict
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The most intervals (start, end) open at one moment."""
-    points = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    best = now = 0
-    for _, step in points:
-        now += step
-        best = max(best, now)
-    return best

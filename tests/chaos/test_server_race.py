@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from checker import check_run, max_overlap
+from checker import check_run
 
 from lockgate.model.states import EventKind
 from lockgate.service.config import Settings
 from lockgate.stores.metadata.sql import SqlMetadataStore
+from overlap import max_overlap
 from servers import free_port
 
 PIPELINES = """

@@ -31,8 +31,10 @@ import time
 from pathlib import Path
 
 import pytest
-from checker import check_run, max_overlap
+from checker import check_run
 from installation import Installation
+
+from overlap import max_overlap
 
 RUNS = 8
 WIDTH = 40

@@ -103,8 +103,8 @@ def _sqlite_engine(url: sa.URL, busy_timeout: float, begin: str) -> sa.Engine:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         read_only = connection.get_execution_options().get(READ_ONLY, False)
-        # On the DBAPI connection: through exec_driver_sql this costs ~40 µs more,
-        # on every task's commit.
+        # On the DBAPI connection: exec_driver_sql's execution context costs about
+        # 7 µs more here, on every task's commit.
         raw = connection.connection.driver_connection
         assert raw is not None  # a connection in use is never detached
         raw.execute("BEGIN" if read_only else begin)
